@@ -1,0 +1,43 @@
+# One set of developer commands for humans and CI (.ci/run calls `make test`).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test lint format bench fuzz catalog clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install kap-cds with its dev tools
+
+run: install  ## serve on 127.0.0.1:8080 with the bundled rules and the SQLite audit store
+	$(VENV)/bin/kap-cds serve
+
+test: install  ## the whole suite (rules fixtures, HTTP round trips, engine properties)
+	$(VENV)/bin/kap-cds rules lint
+	$(PY) -m pytest
+
+lint: install  ## ruff + mypy
+	$(VENV)/bin/ruff check cds tests bench
+	$(VENV)/bin/ruff format --check cds tests bench
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format cds tests bench
+	$(VENV)/bin/ruff check --fix cds tests bench
+
+catalog: install  ## regenerate rules/CATALOG.json after editing a rule
+	$(VENV)/bin/kap-cds rules catalog
+
+bench: install  ## latency/throughput benchmark; writes bench/results/
+	$(PY) bench/run.py
+
+fuzz: install  ## longer schemathesis + hypothesis run
+	KAP_CDS_FUZZ_EXAMPLES=2000 $(PY) -m pytest -m slow -k fuzz
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The web layer: thin routes over the domain (parse, call, serialize)."""

@@ -1,0 +1,72 @@
+"""Service settings, read from the environment (prefix ``KAP_CDS_``).
+
+Settings are built by ``Settings()`` inside ``create_app`` or the CLI, never at import time, so
+tests can construct their own with ``Settings(_env_file=None, ...)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RULES_DIR = REPO_ROOT / "rules"
+DEFAULT_STATE_DIR = REPO_ROOT / "var"
+
+
+class TrustedIssuer(BaseModel):
+    """One EHR allowed to call us: its JWT issuer and where its public keys are."""
+
+    iss: str
+    jwks_url: str | None = None
+    jwks: dict[str, Any] | None = None
+    tenant: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> TrustedIssuer:
+        if (self.jwks_url is None) == (self.jwks is None):
+            raise ValueError(f"trusted issuer {self.iss!r} needs exactly one of jwks_url or jwks")
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KAP_CDS_", env_ignore_empty=True, extra="ignore")
+
+    # Audit store: an embedded SQLite file by default, postgresql://... in production.
+    database_url: str = f"sqlite:///{DEFAULT_STATE_DIR / 'audit.sqlite3'}"
+    # Where audit records wait when the store is unreachable (replayed once it is back).
+    spool_dir: Path = DEFAULT_STATE_DIR / "spool"
+
+    # When empty the service runs open (no JWT) and binds to loopback; it says so at start-up.
+    trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
+    # Public URL of this service as EHRs see it (behind a proxy); JWT `aud` is checked against it.
+    public_base_url: str | None = None
+    jwt_clock_skew_seconds: int = 60
+    jwt_max_lifetime_seconds: int = 3600
+
+    rules_dir: Path = DEFAULT_RULES_DIR
+    policy_file: Path | None = None
+    # IANA zone for "same day" comparisons (catalog 3.2: the facility's local time zone).
+    facility_timezone: str = "UTC"
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+
+    # Development only: allow http:// fhirServer URLs (production data must use https).
+    allow_insecure_fhir_server: bool = False
+    fhir_timeout_seconds: float = 2.0
+    fhir_max_pages: int = 5
+    fhir_max_response_bytes: int = 20_000_000
+
+    max_body_bytes: int = 10_000_000
+    max_json_depth: int = 64
+    request_timeout_seconds: float = 10.0
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.trusted_issuers)

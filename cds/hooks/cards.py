@@ -1,0 +1,108 @@
+"""CDS Hooks 2.0 response models: what a card may and must contain.
+
+Serialize with ``model_dump(mode="json", exclude_none=True)``: the spec forbids nulls and empty
+values (the one exception is ``"cards": []``), so optional fields default to ``None``, never ``[]``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SOURCE_LABEL = "KAP Safety Rules"
+RULE_TOPIC_SYSTEM = "urn:kap-cds:rule"
+OVERRIDE_SYSTEM = "urn:kap-cds:override"
+RULE_EXTENSION = "org.kapcds.rule"
+
+
+class Indicator(str, Enum):
+    info = "info"
+    warning = "warning"
+    critical = "critical"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "critical": 2}[self.value]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Coding(_Strict):
+    system: str = Field(min_length=1)
+    code: str = Field(min_length=1)
+    display: str | None = Field(default=None, min_length=1)
+
+
+class OverrideReason(Coding):
+    # CDS Hooks 2.0: the service MUST populate display on each override reason.
+    display: str = Field(min_length=1)
+
+
+class Source(_Strict):
+    label: str = Field(min_length=1)
+    url: str | None = None
+    topic: Coding | None = None
+
+
+class Action(_Strict):
+    type: Literal["create", "update", "delete"]
+    description: str = Field(min_length=1)
+    resource: dict[str, Any] | None = None
+    resourceId: str | None = None  # noqa: N815 (CDS Hooks field name)
+
+    @model_validator(mode="after")
+    def _resource_for_type(self) -> Action:
+        if self.type in ("create", "update") and not self.resource:
+            raise ValueError(f"a {self.type} action needs a resource")
+        if self.type == "delete" and not self.resourceId:
+            raise ValueError("a delete action needs resourceId")
+        return self
+
+
+class Suggestion(_Strict):
+    label: str = Field(min_length=1)
+    uuid: str | None = None
+    isRecommended: bool | None = None  # noqa: N815
+    actions: list[Action] | None = Field(default=None, min_length=1)
+
+
+class Link(_Strict):
+    label: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    type: Literal["absolute", "smart"]
+    appContext: str | None = None  # noqa: N815
+
+
+class Card(_Strict):
+    uuid: str
+    summary: str = Field(min_length=1, max_length=139)  # spec: "<140 characters"
+    detail: str | None = Field(default=None, min_length=1)
+    indicator: Indicator
+    source: Source
+    suggestions: list[Suggestion] | None = Field(default=None, min_length=1)
+    selectionBehavior: Literal["at-most-one", "any"] | None = None  # noqa: N815
+    overrideReasons: list[OverrideReason] | None = Field(default=None, min_length=1)  # noqa: N815
+    links: list[Link] | None = Field(default=None, min_length=1)
+    extension: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _spec_rules(self) -> Card:
+        if self.suggestions and not self.selectionBehavior:
+            raise ValueError("selectionBehavior is required when a card has suggestions")
+        if self.indicator is not Indicator.info and not self.overrideReasons:
+            raise ValueError("critical and warning cards carry overrideReasons")
+        return self
+
+
+class CardsResponse(_Strict):
+    cards: list[Card]
+    systemActions: list[Action] | None = Field(default=None, min_length=1)  # noqa: N815
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.model_dump(mode="json", exclude_none=True)
+        body.setdefault("cards", [])
+        return body

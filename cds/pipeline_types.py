@@ -1,0 +1,78 @@
+"""The data that crosses from the web layer into the domain, and back.
+
+The web layer gathers FHIR data (prefetch, then the EHR's FHIR server) into ``PatientData``, calls
+``Evaluator.evaluate`` and serializes ``Evaluation.cards``. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any, Protocol
+
+from cds.hooks.cards import Card
+
+
+class KeyOutcome(str, Enum):
+    """How one prefetch key was satisfied (kept in the audit trail)."""
+
+    prefetched = "prefetched"  # the EHR sent it
+    empty = "empty"  # the EHR sent null: "no data", not "missing"
+    fetched = "fetched"  # we read it from fhirServer
+    failed = "failed"  # OperationOutcome from the EHR, or our fetch failed: data unknown
+    missing = "missing"  # not sent and no fhirServer to ask
+
+
+@dataclass(frozen=True)
+class PatientData:
+    """Raw FHIR R4 JSON gathered for one request.
+
+    ``resources`` maps resourceType to resources (deduplicated by id); entries of searchset,
+    collection and transaction Bundles are flattened into it. ``outcomes`` says, per prefetch key,
+    where the data came from; a key that is ``failed`` or ``missing`` means some checks cannot run
+    and the evaluation must say so on a card.
+    """
+
+    resources: dict[str, list[dict[str, Any]]]
+    outcomes: dict[str, KeyOutcome] = field(default_factory=dict)
+
+    def of_type(self, resource_type: str) -> list[dict[str, Any]]:
+        return self.resources.get(resource_type, [])
+
+    @property
+    def unavailable_keys(self) -> tuple[str, ...]:
+        bad = (KeyOutcome.failed, KeyOutcome.missing)
+        return tuple(k for k, v in self.outcomes.items() if v in bad)
+
+
+@dataclass(frozen=True)
+class FiredRule:
+    """One rule that produced a card, with the facts that made it fire (for the audit trail)."""
+
+    rule_id: str
+    version: str
+    family: str
+    indicator: str
+    card_uuid: str
+    facts: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    cards: list[Card]
+    fired: list[FiredRule]
+    t0: datetime
+    kap: bool  # False: not a KAP order/visit; cards is [] and no rule ran
+    ruleset_digest: str
+
+
+class Evaluator(Protocol):
+    def evaluate(
+        self,
+        *,
+        service_id: str,
+        context: dict[str, Any],
+        data: PatientData,
+        now: datetime,
+    ) -> Evaluation: ...

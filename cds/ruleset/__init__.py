@@ -1,0 +1,1 @@
+"""Rule files, value sets and site policy: loading, validation, compilation and catalog."""

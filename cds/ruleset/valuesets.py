@@ -1,0 +1,127 @@
+"""Value sets: which codes (system + code) count as, say, "a benzodiazepine".
+
+A value set file lists codes exactly, ICD-10-CM style prefixes (``F31`` matches ``F31.81``), and
+for medications ingredient ``names`` matched as whole words in a coding's display or the concept
+text. Names exist because EHRs send clinical-drug codes (SCD/SBD) whose ingredient cannot be
+resolved without a terminology server; a code match is always tried first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cds.errors import RuleLoadError
+
+Confidence = Literal["C", "K", "V", "local"]
+
+
+class CodeEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system: str
+    code: str | None = None
+    prefix: str | None = None
+    display: str | None = None
+    # Catalog §5 confidence: C confirmed, K well known, V verify before go-live, local = our code.
+    confidence: Confidence = "K"
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _code_or_prefix(self) -> CodeEntry:
+        if (self.code is None) == (self.prefix is None):
+            raise ValueError("give exactly one of code or prefix")
+        return self
+
+
+class ValueSetFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^VS-[A-Z0-9-]+$")
+    title: str
+    description: str
+    include: list[CodeEntry] = Field(min_length=1)
+    exclude: list[CodeEntry] = Field(default_factory=list)
+    names: list[str] = Field(default_factory=list)
+    notes: str | None = None
+
+
+def _norm_code(system: str, code: str) -> str:
+    # ICD-10-CM codes arrive both as "F31.81" and "F3181".
+    if "icd-10" in system:
+        return code.replace(".", "").upper()
+    return code.strip()
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """A loaded value set, ready for fast membership tests."""
+
+    id: str
+    title: str
+    exact: frozenset[tuple[str, str]]
+    prefixes: tuple[tuple[str, str], ...]
+    excluded_exact: frozenset[tuple[str, str]]
+    excluded_prefixes: tuple[tuple[str, str], ...]
+    name_pattern: re.Pattern[str] | None
+    verify_codes: tuple[str, ...] = field(default=())
+
+    def matches_coding(self, system: str | None, code: str | None) -> bool:
+        if not system or not code:
+            return False
+        norm = _norm_code(system, code)
+        if (system, norm) in self.excluded_exact or _prefixed(self.excluded_prefixes, system, norm):
+            return False
+        return (system, norm) in self.exact or _prefixed(self.prefixes, system, norm)
+
+    def matches_text(self, text: str | None) -> bool:
+        return bool(text and self.name_pattern and self.name_pattern.search(text))
+
+
+def _prefixed(prefixes: tuple[tuple[str, str], ...], system: str, code: str) -> bool:
+    return any(system == s and code.startswith(p) for s, p in prefixes)
+
+
+def _compile(vs: ValueSetFile) -> ValueSet:
+    def split(entries: Iterable[CodeEntry]) -> tuple[frozenset[tuple[str, str]], tuple[tuple[str, str], ...]]:
+        entries = list(entries)
+        exact = frozenset((e.system, _norm_code(e.system, e.code)) for e in entries if e.code)
+        prefixes = tuple((e.system, _norm_code(e.system, e.prefix)) for e in entries if e.prefix)
+        return exact, prefixes
+
+    exact, prefixes = split(vs.include)
+    ex_exact, ex_prefixes = split(vs.exclude)
+    pattern = None
+    if vs.names:
+        alternatives = "|".join(re.escape(n) for n in sorted(vs.names, key=len, reverse=True))
+        pattern = re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
+    verify = tuple(f"{e.system}|{e.code or e.prefix}" for e in vs.include if e.confidence == "V")
+    return ValueSet(vs.id, vs.title, exact, prefixes, ex_exact, ex_prefixes, pattern, verify)
+
+
+def load_valuesets(directory: Path) -> tuple[dict[str, ValueSet], dict[str, ValueSetFile]]:
+    """Load every ``*.yaml`` under ``directory``; a bad file is a ``RuleLoadError``."""
+    compiled: dict[str, ValueSet] = {}
+    sources: dict[str, ValueSetFile] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            parsed = ValueSetFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise RuleLoadError(str(path), None, loc, err["msg"]) from None
+        except yaml.YAMLError as exc:
+            raise RuleLoadError(str(path), None, None, f"not valid YAML: {exc}") from None
+        if parsed.id in compiled:
+            raise RuleLoadError(str(path), None, "id", f"duplicate value set id {parsed.id}")
+        if path.stem != parsed.id:
+            raise RuleLoadError(str(path), None, "id", f"file name must be {parsed.id}.yaml")
+        compiled[parsed.id] = _compile(parsed)
+        sources[parsed.id] = parsed
+    return compiled, sources
