@@ -76,3 +76,29 @@ class Evaluator(Protocol):
         data: PatientData,
         now: datetime,
     ) -> Evaluation: ...
+
+
+class AuditSink(Protocol):
+    """Where every decision and every feedback item goes (``cds.audit`` implements it).
+
+    Both calls must return quickly and never raise: the audit store being down must not block
+    clinical care (records are spooled and written later).
+    """
+
+    def record_evaluation(
+        self,
+        *,
+        service_id: str,
+        hook: str,
+        hook_instance: str,
+        patient_id: str | None,
+        data: PatientData,
+        evaluation: Evaluation,
+        latency_ms: float,
+    ) -> None: ...
+
+    def record_feedback(self, *, service_id: str, items: list[dict[str, Any]]) -> None: ...
+
+    def healthy(self) -> bool: ...
+
+    def close(self) -> None: ...
