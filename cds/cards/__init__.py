@@ -1,0 +1,1 @@
+"""Turning fired rules into CDS Hooks cards (texts, suggestions, override reasons, trace)."""

@@ -1,0 +1,1 @@
+"""The rules engine adapter (the only code that imports durable_rules)."""

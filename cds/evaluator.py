@@ -1,0 +1,104 @@
+"""The domain pipeline: request context + gathered data -> plan -> facts -> engine -> cards.
+
+Built once per process (``build_evaluator``); ``evaluate`` does no file or rule parsing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cds.cards.actions import ActionContext
+from cds.cards.render import build_cards
+from cds.config import Settings
+from cds.engine.durable import DurableEngine
+from cds.errors import RuleLoadError
+from cds.facts.build import build_facts
+from cds.facts.context import FactContext, Plan
+from cds.facts.drugs import KapDrugs
+from cds.facts.fhir import ref
+from cds.facts.plan import find_plan
+from cds.facts.triage import Triage, triage
+from cds.pipeline_types import Evaluation, PatientData
+from cds.ruleset.loader import LoadedRuleSet, load_ruleset
+
+SERVICE_HOOKS = {
+    "kap-order-select": "order-select",
+    "kap-order-sign": "order-sign",
+    "kap-appointment-book": "appointment-book",
+    "kap-encounter-start": "encounter-start",
+    "kap-encounter-discharge": "encounter-discharge",
+    "kap-patient-view": "patient-view",
+}
+
+# Value sets the fact builders name in code (rule files name theirs; the loader checks those).
+REQUIRED_VALUESETS = ("VS-KETAMINE", "VS-ESKETAMINE", "VS-MDD-SI", "VS-INFERTILITY",
+                      "VS-HYSTERECTOMY")
+
+
+class RuleEvaluator:
+    def __init__(self, ruleset: LoadedRuleSet, timezone: str = "UTC") -> None:
+        missing = [vs for vs in REQUIRED_VALUESETS if vs not in ruleset.valuesets]
+        if missing:
+            raise RuleLoadError(str(ruleset.directory / "valuesets"), None, None,
+                                f"required value sets missing: {', '.join(missing)}")
+        self.ruleset = ruleset
+        self.tz = ZoneInfo(timezone)
+        self.drugs = KapDrugs(ruleset.valuesets["VS-KETAMINE"], ruleset.valuesets["VS-ESKETAMINE"])
+        self.engine = DurableEngine(
+            {_engine_name(h): {v.key: v.durable for v in vs} for h, vs in ruleset.compiled.items()},
+            {_engine_name(h): frozenset().union(*(v.negated_types for v in vs))
+             for h, vs in ruleset.compiled.items()},
+        )
+
+    @property
+    def ruleset_info(self) -> dict[str, Any]:
+        return {"digest": self.ruleset.digest, "rules": len(self.ruleset.active_rules),
+                "version": self.ruleset.digest[:12]}
+
+    def triage(self, hook: str, context: dict[str, Any]) -> Triage:
+        return triage(hook, context, self.drugs)
+
+    def evaluate(self, *, service_id: str, context: dict[str, Any], data: PatientData,
+                 now: datetime) -> Evaluation:
+        hook = SERVICE_HOOKS[service_id]
+        ctx = self._context(hook, context, data, now, None)
+        plan = find_plan(ctx, self.drugs, now)
+        if plan is None:
+            return Evaluation([], [], now, False, self.ruleset.digest)
+        ctx = self._context(hook, context, data, plan.t0, plan)
+        facts = build_facts(ctx)
+        matches = self.engine.run(_engine_name(hook), facts)
+        action_ctx = ActionContext(
+            patient_id=ctx.patient_id,
+            t0=plan.t0,
+            order_ref=ref(plan.order) if plan.order and hook.startswith("order-") else None,
+            encounter_id=context.get("encounterId"),
+        )
+        cards, fired = build_cards(matches, self.ruleset, action_ctx)
+        return Evaluation(cards, fired, plan.t0, True, self.ruleset.digest)
+
+    def facts_for(self, service_id: str, context: dict[str, Any], data: PatientData,
+                  now: datetime) -> list[dict[str, Any]]:
+        """The facts an evaluation would post (for `kap-cds evaluate --facts` and tests)."""
+        hook = SERVICE_HOOKS[service_id]
+        plan = find_plan(self._context(hook, context, data, now, None), self.drugs, now)
+        if plan is None:
+            return []
+        return build_facts(self._context(hook, context, data, plan.t0, plan))
+
+    def _context(self, hook: str, context: dict[str, Any], data: PatientData, t0: datetime,
+                 plan: Plan | None) -> FactContext:
+        return FactContext(hook=hook, context=context, data=data, t0=t0.astimezone(self.tz),
+                           tz=self.tz, policy=self.ruleset.policy,
+                           valuesets=self.ruleset.valuesets, plan=plan)
+
+
+def _engine_name(hook: str) -> str:
+    return hook.replace("-", "_")
+
+
+def build_evaluator(settings: Settings) -> RuleEvaluator:
+    ruleset = load_ruleset(settings.rules_dir, settings.policy_file)
+    return RuleEvaluator(ruleset, settings.facility_timezone)

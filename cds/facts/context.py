@@ -1,0 +1,89 @@
+"""Everything a fact builder may read: the request, the gathered data, T0, policy, value sets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cds.facts.fhir import Resource, codings, concept_text, ref, validate_r4b
+from cds.pipeline_types import PatientData
+from cds.ruleset.policy import Policy
+from cds.ruleset.valuesets import ValueSet
+
+PHASE_BY_HOOK = {
+    "order-select": "order",
+    "order-sign": "order",
+    "appointment-book": "book",
+    "encounter-start": "session",
+    "encounter-discharge": "discharge",
+    "patient-view": "view",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The KAP dose a request is about: ordered, booked, being given, just given, or (chart
+    open) the patient's current KAP treatment."""
+
+    drug: str | None  # ketamine / esketamine; None when nothing says which
+    route: str
+    t0: datetime
+    order: Resource | None = None  # the KAP MedicationRequest (draft or active)
+    appointment: Resource | None = None
+    encounter: Resource | None = None
+    at_home: bool = False
+    home_dispense: bool = False
+
+
+@dataclass
+class FactContext:
+    hook: str
+    context: dict[str, Any]
+    data: PatientData
+    t0: datetime
+    tz: ZoneInfo
+    policy: Policy
+    valuesets: dict[str, ValueSet]
+    plan: Plan | None = None
+    # Resources the rules needed but that were not valid FHIR R4: reported on a data card.
+    invalid: list[tuple[str, str]] = field(default_factory=list)
+    _checked: dict[int, bool] = field(default_factory=dict)
+
+    @property
+    def phase(self) -> str:
+        return PHASE_BY_HOOK[self.hook]
+
+    @property
+    def patient_id(self) -> str:
+        return str(self.context.get("patientId", ""))
+
+    def resources(self, resource_type: str) -> list[Resource]:
+        return self.data.of_type(resource_type)
+
+    def valid(self, resource: Resource) -> bool:
+        """Validate a resource the rules are about to read (once per resource)."""
+        key = id(resource)
+        if key not in self._checked:
+            problem = validate_r4b(resource)
+            self._checked[key] = problem is None
+            if problem is not None:
+                self.invalid.append((ref(resource), problem))
+        return self._checked[key]
+
+    def matching_valuesets(self, concept: Any, prefix: str = "VS-",
+                           candidates: tuple[str, ...] | None = None) -> Iterator[str]:
+        """Ids of the value sets a CodeableConcept belongs to (codes first, then names)."""
+        coded = list(codings(concept))
+        text = " ".join(filter(None, [concept_text(concept), *(c[2] or "" for c in coded)]))
+        for vs_id in candidates or tuple(self.valuesets):
+            if not vs_id.startswith(prefix):
+                continue
+            vs = self.valuesets[vs_id]
+            if any(vs.matches_coding(s, c) for s, c, _d in coded) or vs.matches_text(text):
+                yield vs_id
+
+    def in_valueset(self, concept: Any, vs_id: str) -> bool:
+        return any(True for _ in self.matching_valuesets(concept, candidates=(vs_id,)))

@@ -1,0 +1,134 @@
+"""Small, fast readers for raw FHIR R4 JSON, and validation with the R4B models.
+
+Fact builders first look at raw JSON (codes, status) to decide whether a resource matters at
+all, then validate only the resources they use with ``fhir.resources.R4B`` (R4B is
+wire-compatible with R4 for these resources; the package's default models are R5 and must never
+read EHR data). Validating every resource of a large bundle would cost more than the whole
+request budget.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ValidationError
+
+Resource = dict[str, Any]
+
+
+def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
+    """(system, code, display) of every coding in a CodeableConcept (raw JSON)."""
+    if isinstance(concept, dict):
+        for coding in concept.get("coding") or ():
+            if isinstance(coding, dict):
+                yield coding.get("system"), coding.get("code"), coding.get("display")
+
+
+def concept_text(concept: Any) -> str:
+    """Human text of a CodeableConcept: its text, else its first display."""
+    if not isinstance(concept, dict):
+        return ""
+    if isinstance(concept.get("text"), str) and concept["text"]:
+        return str(concept["text"])
+    for _system, code, display in codings(concept):
+        if display or code:
+            return str(display or code)
+    return ""
+
+
+def code_of(concept: Any, system: str) -> str | None:
+    for sys, code, _display in codings(concept):
+        if sys == system and code:
+            return code
+    return None
+
+
+def status_code(concept: Any) -> str | None:
+    """First code of a status CodeableConcept (Condition.clinicalStatus etc.)."""
+    for _system, code, _display in codings(concept):
+        if code:
+            return code
+    return None
+
+
+def parse_time(value: Any, tz: ZoneInfo) -> datetime | None:
+    """A FHIR date, dateTime or instant as an aware datetime (dates are local midnight)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        if len(value) == 4:
+            return datetime(int(value), 1, 1, tzinfo=tz)
+        if len(value) == 7:
+            return datetime(int(value[:4]), int(value[5:7]), 1, tzinfo=tz)
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(), tzinfo=tz)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+
+
+def ref(resource: Resource) -> str:
+    return f"{resource.get('resourceType', 'Resource')}/{resource.get('id', '?')}"
+
+
+def reference_id(reference: Any) -> str | None:
+    """The id part of a Reference ("Patient/12" -> "12"; "#med1" -> "#med1")."""
+    if isinstance(reference, dict) and isinstance(reference.get("reference"), str):
+        value: str = reference["reference"]
+        return value if value.startswith("#") else value.rstrip("/").rsplit("/", 1)[-1]
+    return None
+
+
+def days_between(earlier: datetime, later: datetime) -> float:
+    return round((later - earlier) / timedelta(days=1), 2)
+
+
+def hours_between(earlier: datetime, later: datetime) -> float:
+    return round((later - earlier) / timedelta(hours=1), 2)
+
+
+def minutes_between(earlier: datetime, later: datetime) -> float:
+    return round((later - earlier) / timedelta(minutes=1), 1)
+
+
+def display_time(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+def display_date(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d")
+
+
+@cache
+def r4b_model(resource_type: str) -> type[BaseModel] | None:
+    """The fhir.resources.R4B model class for a resource type, or None if there is none."""
+    module_name = f"fhir.resources.R4B.{resource_type.lower()}"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    model = getattr(module, resource_type, None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def validate_r4b(resource: Resource) -> str | None:
+    """Validate one resource as FHIR R4 (R4B models). Returns None when valid, else a reason
+    that names the failing field but never its value (values may be patient data)."""
+    resource_type = resource.get("resourceType")
+    if not isinstance(resource_type, str):
+        return "resourceType missing"
+    model = r4b_model(resource_type)
+    if model is None:
+        return f"unknown resourceType {resource_type}"
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in err['loc'])}: {err['type']}"
+    return None
