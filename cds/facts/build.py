@@ -17,6 +17,7 @@ from cds.facts import (
     history,
     labs,
     patient,
+    procedures,
     quality,
     reproductive,
     vitals,
@@ -33,6 +34,7 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("conditions", clinical.build_conditions),
     ("medications", clinical.build_medications),
     ("allergies", clinical.build_allergies),
+    ("procedures", procedures.build),  # thyroid ablation etc.
     ("vitals", vitals.build),  # bp
     ("weight", weight.build),
     ("dose", dose.build),
