@@ -18,8 +18,12 @@ tests/engine/test_durable.py):
    deep-copied before registration.
 6. An action that raises is swallowed into the session state as ``exception``: the state is read
    after every evaluation and an exception there becomes ``EngineError``.
-7. Session state lives in the engine until deleted: every evaluation uses a fresh ``sid`` and
-   deletes it in ``finally``.
+7. Session state lives in the engine until deleted (a full state table raises MemoryError):
+   every evaluation uses a fresh ``sid`` and deletes it in ``finally``.
+8. ``delete_state`` crashes the process (SIGSEGV / double free) for a session in which no action
+   ever ran — a fact that matched nothing, or a half-completed join. Every ruleset therefore has
+   one more rule, matched by an end-of-evaluation fact asserted last, whose no-op action always
+   runs.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ import durable_rules_engine
 from durable import engine as durable_engine
 
 from cds.errors import EngineError
+
+# Quirk 8: the end-of-evaluation fact and the rule that always fires on it.
+_END_FACT = {"t": "__end_of_evaluation"}
+_END_RULE = "__end_of_evaluation"
 
 @dataclass(frozen=True)
 class Match:
@@ -78,6 +86,7 @@ class DurableEngine:
             if not rules:
                 continue  # durable rejects an empty ruleset; evaluating it fires nothing
             body = copy.deepcopy(dict(rules))  # quirk 5
+            body[_END_RULE] = {"all": [{"end": {"t": _END_FACT["t"]}}]}
             for key, rule in body.items():
                 # Actions are resolved by name through the host: the name is the rule key, so
                 # a rule without a registered action fails here, at load.
@@ -90,6 +99,8 @@ class DurableEngine:
 
     def _collector(self, key: str) -> Callable[[Any], None]:
         def collect(c: Any) -> None:
+            if key == _END_RULE:
+                return
             bound = c._m if isinstance(c._m, dict) else {}
             self._fired.append(Match(key, {alias: _strip(f) for alias, f in bound.items()}))
 
@@ -97,7 +108,7 @@ class DurableEngine:
 
     def run(self, ruleset: str, facts: Iterable[Mapping[str, Any]]) -> list[Match]:
         if ruleset not in self._names:
-            return []
+            return []  # no active rule listens to this hook
         ordered = self._order(ruleset, facts)
         with self._lock:
             return self._run_locked(ruleset, ordered)
@@ -105,7 +116,8 @@ class DurableEngine:
     def _order(self, ruleset: str, facts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         negated = self._negated_first.get(ruleset, frozenset())
         clean = [{k: v for k, v in f.items() if v is not None} for f in facts]
-        return [f for f in clean if f["t"] in negated] + [f for f in clean if f["t"] not in negated]
+        first = [f for f in clean if f["t"] in negated]
+        return first + [f for f in clean if f["t"] not in negated] + [dict(_END_FACT)]
 
     def _run_locked(self, ruleset: str, facts: list[dict[str, Any]]) -> list[Match]:
         rules = self._host.get_ruleset(ruleset)

@@ -1,0 +1,84 @@
+"""What routes depend on, as typed ``Annotated`` aliases (one ``Runtime`` lives on app.state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Protocol
+
+import httpx
+from fastapi import Depends, Request
+
+from cds.api.metrics import Metrics
+from cds.config import Settings
+from cds.facts.triage import Triage
+from cds.pipeline_types import AuditSink, Evaluator
+
+Clock = Callable[[], datetime]
+
+
+class RulesetEvaluator(Evaluator, Protocol):
+    """An evaluator that also says which rule set it runs (published in discovery and /readyz)
+    and triages a request from its context alone (before any data is gathered)."""
+
+    @property
+    def ruleset_info(self) -> dict[str, Any]: ...
+
+    def triage(self, hook: str, context: dict[str, Any]) -> Triage: ...
+
+
+@dataclass
+class Runtime:
+    """Everything the routes use; evaluator, audit and http_client are set by the lifespan."""
+
+    settings: Settings
+    clock: Clock
+    metrics: Metrics
+    evaluator: RulesetEvaluator | None = None
+    audit: AuditSink | None = None
+    http_client: httpx.AsyncClient | None = None
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_settings(request: Request) -> Settings:
+    return get_runtime(request).settings
+
+
+def get_evaluator(request: Request) -> RulesetEvaluator:
+    evaluator = get_runtime(request).evaluator
+    if evaluator is None:
+        raise RuntimeError("evaluator not built: the app lifespan has not run")
+    return evaluator
+
+
+def get_audit(request: Request) -> AuditSink:
+    audit = get_runtime(request).audit
+    if audit is None:
+        raise RuntimeError("audit store not open: the app lifespan has not run")
+    return audit
+
+
+def get_clock(request: Request) -> Clock:
+    return get_runtime(request).clock
+
+
+def get_metrics(request: Request) -> Metrics:
+    return get_runtime(request).metrics
+
+
+def get_http_client(request: Request) -> httpx.AsyncClient | None:
+    return get_runtime(request).http_client
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EvaluatorDep = Annotated[RulesetEvaluator, Depends(get_evaluator)]
+AuditDep = Annotated[AuditSink, Depends(get_audit)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+HttpClientDep = Annotated[httpx.AsyncClient | None, Depends(get_http_client)]

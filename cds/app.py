@@ -1,0 +1,89 @@
+"""The FastAPI application factory. Nothing happens at import time: settings, the evaluator,
+the audit store and the HTTP client are all built in ``create_app`` or its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+
+from cds import __version__
+from cds.api.deps import RulesetEvaluator, Runtime
+from cds.api.errors import install_error_handlers
+from cds.api.metrics import Metrics
+from cds.api.openapi import install_openapi
+from cds.api.routes import discovery, feedback, health, services
+from cds.api.routes.health import OPEN_WARNING
+from cds.config import Settings
+from cds.fhir.client import new_client, quiet_httpx_logging
+from cds.pipeline_types import AuditSink
+from cds.security import web as security_web
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "CDS Hooks 2.0 service for ketamine-assisted psychotherapy (KAP) and esketamine: "
+    "contraindications, driving, fasting, intervals, dose and quality checks as cards."
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    evaluator: RulesetEvaluator | None = None,
+    audit: AuditSink | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """Build the app. ``evaluator`` and ``audit`` default to the real ones, built at start-up."""
+    settings = settings or Settings()
+    app = FastAPI(title="kap-cds", version=__version__, description=DESCRIPTION, lifespan=_lifespan)
+    app.state.runtime = Runtime(
+        settings=settings,
+        clock=clock or utc_now,
+        metrics=Metrics(),
+        evaluator=evaluator,
+        audit=audit,
+    )
+    for router in (discovery.router, services.router, feedback.router, health.router):
+        app.include_router(router)
+    install_error_handlers(app)
+    install_openapi(app)
+    security_web.install(app, settings)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    runtime: Runtime = app.state.runtime
+    settings = runtime.settings
+    quiet_httpx_logging()
+    if not settings.auth_enabled:
+        logger.warning(OPEN_WARNING)
+    async with AsyncExitStack() as stack:
+        if runtime.evaluator is None:
+            runtime.evaluator = _build_evaluator(settings)
+        if runtime.audit is None:
+            runtime.audit = _open_audit(settings)
+            stack.callback(runtime.audit.close)  # we opened it, we close it
+        runtime.http_client = await stack.enter_async_context(new_client(settings))
+        yield
+
+
+def _build_evaluator(settings: Settings) -> RulesetEvaluator:
+    # Imported here: loading rules is start-up work, and tests that inject a fake never pay it.
+    from cds.evaluator import build_evaluator
+
+    return build_evaluator(settings)
+
+
+def _open_audit(settings: Settings) -> AuditSink:
+    from cds.audit import open_store
+
+    return open_store(settings)

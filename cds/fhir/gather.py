@@ -1,0 +1,176 @@
+"""Turn a CDS Hooks request into ``PatientData``: prefetch first, then the EHR's FHIR server.
+
+Per prefetch key (CDS Hooks 2.0, "Prefetch"): a value is ``prefetched``; ``null`` is ``empty``
+("no data", not missing); an OperationOutcome means the EHR failed to fetch it (``failed``); an
+absent key is read from ``fhirServer`` (``fetched`` or ``failed``), or is ``missing`` when there is
+no server to ask. A required key that is failed or missing raises ``DataUnavailable`` (HTTP 412).
+No FHIR model validation happens here: the domain validates only what the rules read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from cds.config import Settings
+from cds.errors import DataUnavailable
+from cds.fhir.bundles import ResourceIndex, is_operation_outcome
+from cds.fhir.client import FetchFailed, FhirReader, is_secure, new_client
+from cds.fhir.templates import UnresolvableToken, render
+from cds.hooks.models import CdsRequest
+from cds.hooks.registry import PrefetchKey, ServiceDescriptor, service_for_hook
+from cds.pipeline_types import KeyOutcome, PatientData
+
+logger = logging.getLogger(__name__)
+
+Json = dict[str, Any]
+
+
+@dataclass
+class KeyResult:
+    """How one key was satisfied; ``reason`` (safe to log and show) says why it was not."""
+
+    outcome: KeyOutcome
+    values: list[Json] = field(default_factory=list)
+    reason: str = ""
+
+
+async def gather(
+    request: CdsRequest,
+    settings: Settings,
+    *,
+    service: ServiceDescriptor | None = None,
+    context: Json | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> PatientData:
+    """Gather the data of one request. ``context`` defaults to ``request.context`` (pass the
+    normalized one); ``client`` is the shared HTTP client, or a fresh one is opened."""
+    service = service or service_for_hook(request.hook)
+    context = request.context if context is None else context
+    prefetch = request.prefetch or {}
+    results = {
+        k.name: _from_prefetch(prefetch[k.name]) for k in service.prefetch if k.name in prefetch
+    }
+    absent = [k for k in service.prefetch if k.name not in results]
+    results |= await _fetch_absent(absent, request, context, settings, client)
+    _require(service, results)
+    return PatientData(
+        resources=_index(context, prefetch, service, results).as_dict(),
+        outcomes={k.name: results[k.name].outcome for k in service.prefetch},
+    )
+
+
+def gather_sync(
+    request: CdsRequest, settings: Settings, *, service: ServiceDescriptor | None = None
+) -> PatientData:
+    """``gather`` for synchronous callers (the CLI): runs its own event loop."""
+    return asyncio.run(gather(request, settings, service=service))
+
+
+def _from_prefetch(value: Json | None) -> KeyResult:
+    if value is None:
+        return KeyResult(KeyOutcome.empty)
+    if is_operation_outcome(value):
+        return KeyResult(KeyOutcome.failed, reason="the EHR sent an OperationOutcome instead")
+    return KeyResult(KeyOutcome.prefetched, [value])
+
+
+def _index(
+    context: Json,
+    prefetch: dict[str, Json | None],
+    service: ServiceDescriptor,
+    results: dict[str, KeyResult],
+) -> ResourceIndex:
+    """Context resources first (a draft order is newer than any copy a search returns), then the
+    templated keys, then extra prefetch values such as a full patient Bundle."""
+    index = ResourceIndex()
+    for value in context.values():
+        if isinstance(value, dict) and value.get("resourceType") == "Bundle":
+            index.add(value)
+    for result in results.values():
+        for value in result.values:
+            index.add(value)
+    for name, value in prefetch.items():
+        if service.key(name) is None and value is not None:
+            index.add(value)
+    return index
+
+
+def _require(service: ServiceDescriptor, results: dict[str, KeyResult]) -> None:
+    unavailable = (KeyOutcome.failed, KeyOutcome.missing)
+    missing = [k for k in sorted(service.required_keys) if results[k].outcome in unavailable]
+    if missing:
+        reasons = "; ".join(f"{k}: {results[k].reason}" for k in missing)
+        raise DataUnavailable(f"required data unavailable ({reasons})", missing=missing)
+
+
+async def _fetch_absent(
+    keys: list[PrefetchKey],
+    request: CdsRequest,
+    context: Json,
+    settings: Settings,
+    client: httpx.AsyncClient | None,
+) -> dict[str, KeyResult]:
+    if not keys:
+        return {}
+    server = request.fhirServer
+    if server is None:
+        return _all(keys, KeyOutcome.missing, "not in prefetch and no fhirServer to read it from")
+    if not is_secure(server, settings):
+        logger.warning("fhirServer is not https: %d prefetch keys not fetched", len(keys))
+        return _all(keys, KeyOutcome.failed, "fhirServer is not https, so it was not read")
+    if client is not None:
+        return await _fetch_keys(
+            keys, FhirReader(client, server, request.access_token, settings), context, settings
+        )
+    async with new_client(settings) as own_client:
+        reader = FhirReader(own_client, server, request.access_token, settings)
+        return await _fetch_keys(keys, reader, context, settings)
+
+
+def _all(keys: Iterable[PrefetchKey], outcome: KeyOutcome, reason: str) -> dict[str, KeyResult]:
+    return {k.name: KeyResult(outcome, reason=reason) for k in keys}
+
+
+async def _fetch_keys(
+    keys: list[PrefetchKey], reader: FhirReader, context: Json, settings: Settings
+) -> dict[str, KeyResult]:
+    """All absent keys concurrently; the whole fallback takes at most fhir_timeout_seconds."""
+    results = await asyncio.gather(
+        *(_fetch_key(k, reader, context, settings.fhir_timeout_seconds) for k in keys)
+    )
+    return dict(zip((k.name for k in keys), results, strict=True))
+
+
+async def _fetch_key(
+    key: PrefetchKey, reader: FhirReader, context: Json, deadline: float
+) -> KeyResult:
+    try:
+        query = render(key.template, context)
+    except UnresolvableToken as exc:
+        return KeyResult(KeyOutcome.missing, reason=f"the request has no value for {{{{{exc}}}}}")
+    try:
+        async with asyncio.timeout(deadline):
+            fetched = await reader.read(query)
+    except (FetchFailed, httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
+        reason = str(exc) if isinstance(exc, FetchFailed) else _http_reason(exc)
+        # Key name and reason only: the URL holds patient ids, the headers hold the token.
+        logger.warning("prefetch key %s could not be read from fhirServer: %s", key.name, reason)
+        return KeyResult(KeyOutcome.failed, reason=reason)
+    if not fetched.complete:
+        logger.warning("prefetch key %s has more than fhir_max_pages pages", key.name)
+        return KeyResult(KeyOutcome.failed, fetched.values, "more pages than fhir_max_pages")
+    if not fetched.values:
+        return KeyResult(KeyOutcome.empty)  # a read of a resource the server does not have
+    return KeyResult(KeyOutcome.fetched, fetched.values)
+
+
+def _http_reason(exc: Exception) -> str:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "FHIR server did not answer in time"
+    return f"FHIR server unreachable ({type(exc).__name__})"
