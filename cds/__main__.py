@@ -1,0 +1,5 @@
+"""`python -m cds` is the `kap-cds` command."""
+
+from cds.cli import main
+
+raise SystemExit(main())
