@@ -1,0 +1,108 @@
+"""Audit records as plain JSON-able dicts: what goes into the spool, one per line.
+
+Built on the request thread, so they copy only what the audit needs and do no I/O. The raw
+request (and with it the access token and the JWT) never reaches this module: callers pass the
+decoded fields one by one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from cds.hooks.cards import RULE_EXTENSION, Card
+from cds.pipeline_types import Evaluation, FiredRule, PatientData
+
+EVALUATION = "evaluation"
+FEEDBACK = "feedback"
+
+
+def evaluation_record(
+    *,
+    service_id: str,
+    hook: str,
+    hook_instance: str,
+    patient_id: str | None,
+    data: PatientData,
+    evaluation: Evaluation,
+    latency_ms: float,
+) -> dict[str, Any]:
+    return {
+        "kind": EVALUATION,
+        "id": str(uuid.uuid4()),
+        "recorded_at": datetime.now(UTC).isoformat(),
+        "service_id": service_id,
+        "hook": hook,
+        "hook_instance": hook_instance,
+        "patient_id": patient_id,
+        "ruleset_digest": evaluation.ruleset_digest,
+        "t0": evaluation.t0.isoformat() if evaluation.t0 else None,
+        "kap": evaluation.kap,
+        "latency_ms": float(latency_ms),
+        "data_outcomes": {key: outcome.value for key, outcome in data.outcomes.items()},
+        "cards": _card_entries(evaluation),
+    }
+
+
+def _card_entries(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """One entry per card, joined with the rule that fired it (by card uuid).
+
+    A fired rule whose card is absent from the response is still recorded: the trail must show
+    every rule that fired, even if a later step dropped its card.
+    """
+    fired = {rule.card_uuid: rule for rule in evaluation.fired}
+    entries = [_card_entry(card, fired.pop(card.uuid, None)) for card in evaluation.cards]
+    entries.extend(_fired_only_entry(rule) for rule in fired.values())
+    return entries
+
+
+def _card_entry(card: Card, rule: FiredRule | None) -> dict[str, Any]:
+    ext = (card.extension or {}).get(RULE_EXTENSION) or {}
+    return {
+        "card_uuid": card.uuid,
+        "rule_id": rule.rule_id if rule else str(ext.get("id", "")),
+        "rule_version": rule.version if rule else str(ext.get("version", "")),
+        "family": rule.family if rule else str(ext.get("family", "")),
+        "indicator": card.indicator.value,
+        "summary": card.summary,
+        "facts": rule.facts if rule else [],
+    }
+
+
+def _fired_only_entry(rule: FiredRule) -> dict[str, Any]:
+    return {
+        "card_uuid": rule.card_uuid,
+        "rule_id": rule.rule_id,
+        "rule_version": rule.version,
+        "family": rule.family,
+        "indicator": rule.indicator,
+        "summary": None,
+        "facts": rule.facts,
+    }
+
+
+def feedback_records(*, service_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    received_at = datetime.now(UTC).isoformat()
+    return [_feedback_record(service_id, received_at, item) for item in items]
+
+
+def _feedback_record(service_id: str, received_at: str, item: dict[str, Any]) -> dict[str, Any]:
+    override = item.get("overrideReason") or {}
+    reason = override.get("reason") or {}
+    accepted = item.get("acceptedSuggestions") or []
+    return {
+        "kind": FEEDBACK,
+        "id": str(uuid.uuid4()),
+        "received_at": received_at,
+        "service_id": service_id,
+        "card_uuid": str(item.get("card", "")),
+        "outcome": str(item.get("outcome", "")),
+        "accepted_suggestions": [str(s.get("id")) for s in accepted if isinstance(s, dict)],
+        "override_system": reason.get("system"),
+        "override_code": reason.get("code"),
+        "override_display": reason.get("display"),
+        "user_comment": override.get("userComment"),
+        # Kept as the EHR sent it; parsed when written (a bad value must not cost the item).
+        "outcome_timestamp": item.get("outcomeTimestamp"),
+    }

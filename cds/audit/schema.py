@@ -1,0 +1,132 @@
+"""The audit tables (SQLAlchemy Core).
+
+The migrations in ``migrations/versions`` create these tables; a test checks that the two agree.
+Strings have no length limit on purpose: a value longer than a guessed limit would make a batch
+fail on every retry, and the audit trail must keep what the service decided, whole.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on every backend.
+
+    SQLite has no timestamp type and drops offsets; without this, times read back from SQLite
+    would be naive and compare wrongly with the aware times the service uses.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("audit times must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def json_type() -> Any:
+    """JSON everywhere, JSONB on PostgreSQL (indexable, compact)."""
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+evaluations = Table(
+    "audit_evaluation",
+    metadata,
+    Column("id", String, primary_key=True),  # uuid4 made at record time: replays are idempotent
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("service_id", String, nullable=False),
+    Column("hook", String, nullable=False),
+    Column("hook_instance", String, nullable=False),
+    Column("patient_id", String, nullable=True),
+    Column("ruleset_digest", String, nullable=False),
+    Column("t0", UTCDateTime, nullable=True),
+    Column("kap", Boolean, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("data_outcomes", json_type(), nullable=False),  # prefetch key -> KeyOutcome value
+    Column("card_count", Integer, nullable=False),
+    Index("ix_audit_evaluation_recorded_at", "recorded_at"),
+)
+
+cards = Table(
+    "audit_card",
+    metadata,
+    Column(
+        "evaluation_id",
+        String,
+        ForeignKey("audit_evaluation.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("card_uuid", String, primary_key=True),
+    Column("position", Integer, nullable=False),  # order of the card in the response
+    Column("rule_id", String, nullable=False),
+    Column("rule_version", String, nullable=False),
+    Column("family", String, nullable=False),
+    Column("indicator", String, nullable=False),
+    Column("summary", Text, nullable=True),
+    Column("facts", json_type(), nullable=False),  # values and source resource ids
+    Index("ix_audit_card_card_uuid", "card_uuid"),
+    Index("ix_audit_card_rule_id", "rule_id"),
+)
+
+feedback = Table(
+    "audit_feedback",
+    metadata,
+    Column("id", String, primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("service_id", String, nullable=False),
+    Column("card_uuid", String, nullable=False),
+    Column(
+        "evaluation_id",
+        String,
+        ForeignKey("audit_evaluation.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("outcome", String, nullable=False),
+    Column("accepted_suggestions", json_type(), nullable=False),  # list of suggestion uuids
+    Column("override_system", String, nullable=True),
+    Column("override_code", String, nullable=True),
+    Column("override_display", Text, nullable=True),
+    Column("user_comment", Text, nullable=True),
+    Column("outcome_timestamp", UTCDateTime, nullable=True),
+    Column("unknown_card", Boolean, nullable=False),
+    Index("ix_audit_feedback_card_uuid", "card_uuid"),
+    Index("ix_audit_feedback_received_at", "received_at"),
+)
