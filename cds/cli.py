@@ -1,10 +1,10 @@
 """The ``kap-cds`` command line (DESIGN.md "Command line").
 
-    kap-cds serve [--host 127.0.0.1] [--port 8080] [--workers N]
-    kap-cds evaluate REQUEST.json
-    kap-cds evaluate --service ID --bundle PATIENT_BUNDLE.json [--order ORDER.json] [--at ISO_TIME]
-    kap-cds rules lint | test | catalog | facts | report --format html|md -o FILE | diff OLD NEW
-    kap-cds audit export [--since ISO_TIME] [--format jsonl|csv] | audit summary
+kap-cds serve [--host 127.0.0.1] [--port 8080] [--workers N]
+kap-cds evaluate REQUEST.json
+kap-cds evaluate --service ID --bundle PATIENT_BUNDLE.json [--order ORDER.json] [--at ISO_TIME]
+kap-cds rules lint | test | catalog | facts | report --format html|md -o FILE | diff OLD NEW
+kap-cds audit export [--since ISO_TIME] [--format jsonl|csv] | audit summary
 """
 
 from __future__ import annotations
@@ -43,11 +43,19 @@ def _request_from_bundle(args: argparse.Namespace) -> dict[str, Any]:
     bundle = json.loads(Path(args.bundle).read_text(encoding="utf-8"))
     resources = [e["resource"] for e in bundle.get("entry", []) if "resource" in e]
     order = json.loads(Path(args.order).read_text(encoding="utf-8")) if args.order else None
-    appointment = (json.loads(Path(args.appointment).read_text(encoding="utf-8"))
-                   if args.appointment else None)
-    case = Case(description="command line", service=args.service, patient=None,
-                now=args.at or CASE_TIME, order=order, appointment=appointment,
-                encounter_id=args.encounter, resources=resources)
+    appointment = (
+        json.loads(Path(args.appointment).read_text(encoding="utf-8")) if args.appointment else None
+    )
+    case = Case(
+        description="command line",
+        service=args.service,
+        patient=None,
+        now=args.at or CASE_TIME,
+        order=order,
+        appointment=appointment,
+        encounter_id=args.encounter,
+        resources=resources,
+    )
     return build_request(case, EXAMPLES_DIR, hook_instance="cli")
 
 
@@ -61,7 +69,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.request:
         raw = json.loads(Path(args.request).read_text(encoding="utf-8"))
-        descriptor = service(args.service) if args.service else service_for_hook(raw.get("hook", ""))
+        descriptor = (
+            service(args.service) if args.service else service_for_hook(raw.get("hook", ""))
+        )
     elif args.service and args.bundle:
         raw = _request_from_bundle(args)
         descriptor = service(args.service)
@@ -75,10 +85,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         facts = evaluator.facts_for(descriptor.id, dict(call.context), data, now)
         print(json.dumps(facts, indent=2, ensure_ascii=False))
         return 0
-    evaluation = evaluator.evaluate(service_id=descriptor.id, context=dict(call.context),
-                                    data=data, now=now)
-    print(json.dumps(CardsResponse(cards=evaluation.cards).to_json(), indent=2,
-                     ensure_ascii=False))
+    evaluation = evaluator.evaluate(
+        service_id=descriptor.id, context=dict(call.context), data=data, now=now
+    )
+    print(json.dumps(CardsResponse(cards=evaluation.cards).to_json(), indent=2, ensure_ascii=False))
     return 0
 
 
@@ -104,9 +114,11 @@ def cmd_rules_lint(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     drafts = [r.id for r in (s.rule for s in ruleset.rules.values()) if r.status != "active"]
-    print(f"{len(ruleset.rules)} rules ({len(ruleset.active_rules)} active"
-          f"{', draft/retired: ' + ', '.join(drafts) if drafts else ''}), "
-          f"{len(ruleset.valuesets)} value sets, digest {ruleset.digest}")
+    print(
+        f"{len(ruleset.rules)} rules ({len(ruleset.active_rules)} active"
+        f"{', draft/retired: ' + ', '.join(drafts) if drafts else ''}), "
+        f"{len(ruleset.valuesets)} value sets, digest {ruleset.digest}"
+    )
     return 1 if problems else 0
 
 
@@ -184,7 +196,9 @@ def cmd_audit_summary(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kap-cds", description=__doc__.split("\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="kap-cds", description=__doc__.split("\n")[0] if __doc__ else None
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the CDS Hooks service")
@@ -212,16 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _rules_parser(commands: Any) -> None:
     rules = commands.add_parser("rules", help="lint, test, report on the rule set")
     sub = rules.add_subparsers(dest="rules_command", required=True)
-    sub.add_parser("lint", help="validate every rule, value set and policy; check versions") \
-        .set_defaults(func=cmd_rules_lint)
+    sub.add_parser(
+        "lint", help="validate every rule, value set and policy; check versions"
+    ).set_defaults(func=cmd_rules_lint)
     test = sub.add_parser("test", help="run every rule's fixtures")
     test.add_argument("rule", nargs="*", help="only these rule ids")
     test.add_argument("-v", "--verbose", action="store_true")
     test.set_defaults(func=cmd_rules_test)
-    sub.add_parser("catalog", help="regenerate rules/CATALOG.json") \
-        .set_defaults(func=cmd_rules_catalog)
-    sub.add_parser("facts", help="list the fact types rules can use") \
-        .set_defaults(func=cmd_rules_facts)
+    sub.add_parser("catalog", help="regenerate rules/CATALOG.json").set_defaults(
+        func=cmd_rules_catalog
+    )
+    sub.add_parser("facts", help="list the fact types rules can use").set_defaults(
+        func=cmd_rules_facts
+    )
     report = sub.add_parser("report", help="the compliance report of the loaded rule set")
     report.add_argument("--format", choices=["html", "md"], default="html")
     report.add_argument("-o", "--output", required=True)

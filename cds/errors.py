@@ -19,7 +19,7 @@ class CdsError(Exception):
 
 
 class RequestInvalid(CdsError):
-    """The request body is malformed or does not follow CDS Hooks 2.0; ``detail`` names the field."""
+    """Malformed body, or not CDS Hooks 2.0; ``detail`` names the field."""
 
     code = "CDS-1400"
     http_status = 400

@@ -33,35 +33,50 @@ SERVICE_HOOKS = {
 }
 
 # Value sets the fact builders name in code (rule files name theirs; the loader checks those).
-REQUIRED_VALUESETS = ("VS-KETAMINE", "VS-ESKETAMINE", "VS-MDD-SI", "VS-INFERTILITY",
-                      "VS-HYSTERECTOMY")
+REQUIRED_VALUESETS = (
+    "VS-KETAMINE",
+    "VS-ESKETAMINE",
+    "VS-MDD-SI",
+    "VS-INFERTILITY",
+    "VS-HYSTERECTOMY",
+)
 
 
 class RuleEvaluator:
     def __init__(self, ruleset: LoadedRuleSet, timezone: str = "UTC") -> None:
         missing = [vs for vs in REQUIRED_VALUESETS if vs not in ruleset.valuesets]
         if missing:
-            raise RuleLoadError(str(ruleset.directory / "valuesets"), None, None,
-                                f"required value sets missing: {', '.join(missing)}")
+            raise RuleLoadError(
+                str(ruleset.directory / "valuesets"),
+                None,
+                None,
+                f"required value sets missing: {', '.join(missing)}",
+            )
         self.ruleset = ruleset
         self.tz = ZoneInfo(timezone)
         self.drugs = KapDrugs(ruleset.valuesets["VS-KETAMINE"], ruleset.valuesets["VS-ESKETAMINE"])
         self.engine = DurableEngine(
             {_engine_name(h): {v.key: v.durable for v in vs} for h, vs in ruleset.compiled.items()},
-            {_engine_name(h): frozenset().union(*(v.negated_types for v in vs))
-             for h, vs in ruleset.compiled.items()},
+            {
+                _engine_name(h): frozenset().union(*(v.negated_types for v in vs))
+                for h, vs in ruleset.compiled.items()
+            },
         )
 
     @property
     def ruleset_info(self) -> dict[str, Any]:
-        return {"digest": self.ruleset.digest, "rules": len(self.ruleset.active_rules),
-                "version": self.ruleset.digest[:12]}
+        return {
+            "digest": self.ruleset.digest,
+            "rules": len(self.ruleset.active_rules),
+            "version": self.ruleset.digest[:12],
+        }
 
     def triage(self, hook: str, context: dict[str, Any]) -> Triage:
         return triage(hook, context, self.drugs)
 
-    def evaluate(self, *, service_id: str, context: dict[str, Any], data: PatientData,
-                 now: datetime) -> Evaluation:
+    def evaluate(
+        self, *, service_id: str, context: dict[str, Any], data: PatientData, now: datetime
+    ) -> Evaluation:
         hook = SERVICE_HOOKS[service_id]
         ctx = self._context(hook, context, data, now, None)
         plan = find_plan(ctx, self.drugs, now)
@@ -79,8 +94,9 @@ class RuleEvaluator:
         cards, fired = build_cards(matches, self.ruleset, action_ctx)
         return Evaluation(cards, fired, plan.t0, True, self.ruleset.digest)
 
-    def facts_for(self, service_id: str, context: dict[str, Any], data: PatientData,
-                  now: datetime) -> list[dict[str, Any]]:
+    def facts_for(
+        self, service_id: str, context: dict[str, Any], data: PatientData, now: datetime
+    ) -> list[dict[str, Any]]:
         """The facts an evaluation would post (for `kap-cds evaluate --facts` and tests)."""
         hook = SERVICE_HOOKS[service_id]
         plan = find_plan(self._context(hook, context, data, now, None), self.drugs, now)
@@ -88,11 +104,19 @@ class RuleEvaluator:
             return []
         return build_facts(self._context(hook, context, data, plan.t0, plan))
 
-    def _context(self, hook: str, context: dict[str, Any], data: PatientData, t0: datetime,
-                 plan: Plan | None) -> FactContext:
-        return FactContext(hook=hook, context=context, data=data, t0=t0.astimezone(self.tz),
-                           tz=self.tz, policy=self.ruleset.policy,
-                           valuesets=self.ruleset.valuesets, plan=plan)
+    def _context(
+        self, hook: str, context: dict[str, Any], data: PatientData, t0: datetime, plan: Plan | None
+    ) -> FactContext:
+        return FactContext(
+            hook=hook,
+            context=context,
+            data=data,
+            t0=t0.astimezone(self.tz),
+            tz=self.tz,
+            policy=self.ruleset.policy,
+            valuesets=self.ruleset.valuesets,
+            plan=plan,
+        )
 
 
 def _engine_name(hook: str) -> str:

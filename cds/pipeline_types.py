@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 
 from cds.hooks.cards import Card
 
 
-class KeyOutcome(str, Enum):
+class KeyOutcome(StrEnum):
     """How one prefetch key was satisfied (kept in the audit trail)."""
 
     prefetched = "prefetched"  # the EHR sent it

@@ -52,16 +52,22 @@ def _service_request(ctx: ActionContext, code: str, display: str) -> list[Action
 def cancel_draft_order(ctx: ActionContext, _params: Mapping[str, str]) -> list[Action] | None:
     if not ctx.order_ref:
         return None
-    return [Action(type="delete", description="Remove the draft ketamine/esketamine order",
-                   resourceId=ctx.order_ref)]
+    return [
+        Action(
+            type="delete",
+            description="Remove the draft ketamine/esketamine order",
+            resourceId=ctx.order_ref,
+        )
+    ]
 
 
 def _proposed_visit(ctx: ActionContext, kind: str, display: str) -> list[Action]:
     resource = {
         "resourceType": "Appointment",
         "status": "proposed",
-        "serviceType": [{"coding": [{"system": APPOINTMENT_TYPES, "code": kind,
-                                     "display": display}]}],
+        "serviceType": [
+            {"coding": [{"system": APPOINTMENT_TYPES, "code": kind, "display": display}]}
+        ],
         "description": display,
         "participant": [{"actor": _subject(ctx), "status": "needs-action"}],
     }
@@ -72,14 +78,22 @@ def record_escort(ctx: ActionContext, _params: Mapping[str, str]) -> list[Action
     resource = {
         "resourceType": "Observation",
         "status": "final",
-        "code": {"coding": [{"system": KAP_OBS, "code": "escort-confirmed",
-                             "display": "Ride home / escort confirmed"}]},
+        "code": {
+            "coding": [
+                {
+                    "system": KAP_OBS,
+                    "code": "escort-confirmed",
+                    "display": "Ride home / escort confirmed",
+                }
+            ]
+        },
         "subject": _subject(ctx),
         "effectiveDateTime": ctx.t0.isoformat(),
         "valueBoolean": True,
     }
-    return [Action(type="create", description="Record that a ride home is confirmed",
-                   resource=resource)]
+    return [
+        Action(type="create", description="Record that a ride home is confirmed", resource=resource)
+    ]
 
 
 def discharge_instruction(ctx: ActionContext, _params: Mapping[str, str]) -> list[Action]:
@@ -92,8 +106,9 @@ def discharge_instruction(ctx: ActionContext, _params: Mapping[str, str]) -> lis
     }
     if ctx.encounter_id:
         resource["encounter"] = {"reference": f"Encounter/{ctx.encounter_id}"}
-    return [Action(type="create", description="Add to the discharge instructions",
-                   resource=resource)]
+    return [
+        Action(type="create", description="Add to the discharge instructions", resource=resource)
+    ]
 
 
 def _order(code: str, display: str) -> Builder:

@@ -33,8 +33,11 @@ from cds.ruleset.loader import LoadedRuleSet
 from cds.ruleset.model import RuleFile, Variant
 from cds.ruleset.templates import SUMMARY_LIMIT, render
 
-_DOWNGRADE = {Indicator.critical: Indicator.warning, Indicator.warning: Indicator.info,
-              Indicator.info: Indicator.info}
+_DOWNGRADE = {
+    Indicator.critical: Indicator.warning,
+    Indicator.warning: Indicator.info,
+    Indicator.info: Indicator.info,
+}
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,9 @@ class _Firing:
     matches: list[dict[str, dict[str, Any]]]
 
 
-def build_cards(matches: list[Match], ruleset: LoadedRuleSet,
-                ctx: ActionContext) -> tuple[list[Card], list[FiredRule]]:
+def build_cards(
+    matches: list[Match], ruleset: LoadedRuleSet, ctx: ActionContext
+) -> tuple[list[Card], list[FiredRule]]:
     firings = _select(matches, ruleset)
     fired_ids = set(firings)
     cards: list[Card] = []
@@ -56,9 +60,16 @@ def build_cards(matches: list[Match], ruleset: LoadedRuleSet,
             continue
         card = _card(firing, ruleset, ctx)
         cards.append(card)
-        trace.append(FiredRule(rule_id, firing.rule.version, firing.rule.family,
-                               card.indicator.value, card.uuid,
-                               [f for m in firing.matches for f in m.values()]))
+        trace.append(
+            FiredRule(
+                rule_id,
+                firing.rule.version,
+                firing.rule.family,
+                card.indicator.value,
+                card.uuid,
+                [f for m in firing.matches for f in m.values()],
+            )
+        )
     order = sorted(range(len(cards)), key=lambda i: (-cards[i].indicator.rank, trace[i].rule_id))
     return [cards[i] for i in order], [trace[i] for i in order]
 
@@ -71,10 +82,10 @@ def _select(matches: list[Match], ruleset: LoadedRuleSet) -> dict[str, _Firing]:
     chosen: dict[str, _Firing] = {}
     for (rule_id, variant_name), facts in by_variant.items():
         rule = ruleset.rules[rule_id].rule
-        variant = next(v for v in rule.variants if v.name == variant_name)
+        fired_variant = next(v for v in rule.variants if v.name == variant_name)
         current = chosen.get(rule_id)
-        if current is None or _outranks(variant, current.variant, rule):
-            chosen[rule_id] = _Firing(rule, variant, sorted(facts, key=_match_key))
+        if current is None or _outranks(fired_variant, current.variant, rule):
+            chosen[rule_id] = _Firing(rule, fired_variant, sorted(facts, key=_match_key))
     return chosen
 
 
@@ -103,8 +114,10 @@ def _card(firing: _Firing, ruleset: LoadedRuleSet, ctx: ActionContext) -> Card:
     if _only_possible(firing.matches):
         indicator = _DOWNGRADE[indicator]
         summary = _prefix_possible(summary)
-        detail += ("\n\nThe diagnosis is recorded as unconfirmed (provisional, differential or "
-                   "unconfirmed), so this card is one level less severe than for a confirmed one.")
+        detail += (
+            "\n\nThe diagnosis is recorded as unconfirmed (provisional, differential or "
+            "unconfirmed), so this card is one level less severe than for a confirmed one."
+        )
     detail += _evidence(variant, firing.matches, ruleset)
     detail += f"\n\n_Rule {rule.id} v{rule.version} — {rule.title}._"
     action_ctx = ActionContext(ctx.patient_id, ctx.t0, ctx.order_ref, ctx.encounter_id, summary)
@@ -114,14 +127,23 @@ def _card(firing: _Firing, ruleset: LoadedRuleSet, ctx: ActionContext) -> Card:
         summary=_fit(summary),
         detail=detail,
         indicator=indicator,
-        source=Source(label=SOURCE_LABEL,
-                      topic=Coding(system=RULE_TOPIC_SYSTEM, code=rule.id, display=rule.title)),
+        source=Source(
+            label=SOURCE_LABEL,
+            topic=Coding(system=RULE_TOPIC_SYSTEM, code=rule.id, display=rule.title),
+        ),
         suggestions=suggestions or None,
         selectionBehavior="at-most-one" if suggestions else None,
         overrideReasons=_override_reasons(rule, variant, ruleset) or None,
-        links=[Link(label=link.label, url=link.url, type="absolute") for link in rule.links] or None,
-        extension={RULE_EXTENSION: {"id": rule.id, "version": rule.version,
-                                    "family": rule.family, "ruleset": ruleset.digest}},
+        links=[Link(label=link.label, url=link.url, type="absolute") for link in rule.links]
+        or None,
+        extension={
+            RULE_EXTENSION: {
+                "id": rule.id,
+                "version": rule.version,
+                "family": rule.family,
+                "ruleset": ruleset.digest,
+            }
+        },
     )
 
 
@@ -136,8 +158,9 @@ def _fit(summary: str) -> str:
     return summary if len(summary) <= SUMMARY_LIMIT else summary[: SUMMARY_LIMIT - 1] + "…"
 
 
-def _evidence(variant: Variant, matches: list[dict[str, dict[str, Any]]],
-              ruleset: LoadedRuleSet) -> str:
+def _evidence(
+    variant: Variant, matches: list[dict[str, dict[str, Any]]], ruleset: LoadedRuleSet
+) -> str:
     if not variant.evidence:
         return ""
     lines = list(dict.fromkeys(render(variant.evidence, m, ruleset.policy) for m in matches))
@@ -149,13 +172,24 @@ def _suggestions(variant: Variant, ctx: ActionContext) -> list[Suggestion]:
     for spec in variant.suggestions:
         actions = ACTIONS[spec.action](ctx, spec.params)
         if actions is not None:
-            result.append(Suggestion(label=spec.label, uuid=str(uuid.uuid4()),
-                                     isRecommended=spec.recommended or None, actions=actions))
+            result.append(
+                Suggestion(
+                    label=spec.label,
+                    uuid=str(uuid.uuid4()),
+                    isRecommended=spec.recommended or None,
+                    actions=actions,
+                )
+            )
     return result
 
 
-def _override_reasons(rule: RuleFile, variant: Variant,
-                      ruleset: LoadedRuleSet) -> list[OverrideReason]:
-    codes = variant.override_reasons if variant.override_reasons is not None else rule.override_reasons
-    return [OverrideReason(system=OVERRIDE_SYSTEM, code=c, display=ruleset.override_reasons[c])
-            for c in codes]
+def _override_reasons(
+    rule: RuleFile, variant: Variant, ruleset: LoadedRuleSet
+) -> list[OverrideReason]:
+    codes = (
+        variant.override_reasons if variant.override_reasons is not None else rule.override_reasons
+    )
+    return [
+        OverrideReason(system=OVERRIDE_SYSTEM, code=c, display=ruleset.override_reasons[c])
+        for c in codes
+    ]

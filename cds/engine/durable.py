@@ -28,6 +28,7 @@ tests/engine/test_durable.py):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import threading
@@ -44,6 +45,7 @@ from cds.errors import EngineError
 # Quirk 8: the end-of-evaluation fact and the rule that always fires on it.
 _END_FACT = {"t": "__end_of_evaluation"}
 _END_RULE = "__end_of_evaluation"
+
 
 @dataclass(frozen=True)
 class Match:
@@ -74,8 +76,11 @@ class _Host(durable_engine.Host):  # type: ignore[misc]
 class DurableEngine:
     """Runs compiled rule sets: one durable ruleset per name (we use one per CDS hook)."""
 
-    def __init__(self, rulesets: Mapping[str, Mapping[str, dict[str, Any]]],
-                 negated_types: Mapping[str, frozenset[str]]) -> None:
+    def __init__(
+        self,
+        rulesets: Mapping[str, Mapping[str, dict[str, Any]]],
+        negated_types: Mapping[str, frozenset[str]],
+    ) -> None:
         self._lock = threading.Lock()
         self._fired: list[Match] = []
         self._host = _Host()
@@ -126,10 +131,9 @@ class DurableEngine:
         try:
             for index, fact in enumerate(facts):
                 message = dict(fact, sid=sid, id=f"f{index}")  # quirk 4
-                try:
+                # Quirk 2: "not handled" only means no rule wanted this fact.
+                with contextlib.suppress(durable_engine.MessageNotHandledException):
                     rules.assert_fact(message)
-                except durable_engine.MessageNotHandledException:
-                    pass  # quirk 2: no rule matches this fact alone
             self._dispatch(rules)
             state = rules.get_state(sid)
             if "exception" in state:  # quirk 6

@@ -73,8 +73,9 @@ class FactContext:
                 self.invalid.append((ref(resource), problem))
         return self._checked[key]
 
-    def matching_valuesets(self, concept: Any, prefix: str = "VS-",
-                           candidates: tuple[str, ...] | None = None) -> Iterator[str]:
+    def matching_valuesets(
+        self, concept: Any, prefix: str = "VS-", candidates: tuple[str, ...] | None = None
+    ) -> Iterator[str]:
         """Ids of the value sets a CodeableConcept belongs to (codes first, then names)."""
         coded = list(codings(concept))
         text = " ".join(filter(None, [concept_text(concept), *(c[2] or "" for c in coded)]))

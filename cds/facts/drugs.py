@@ -29,9 +29,17 @@ ROUTE_CODES = {
     "26643006": "oral",
 }
 ROUTE_WORDS = (
-    ("intravenous", "iv"), ("iv", "iv"), ("intramuscular", "im"), ("im", "im"),
-    ("sublingual", "sublingual"), ("buccal", "buccal"), ("intranasal", "nasal"),
-    ("nasal", "nasal"), ("oral", "oral"), ("by mouth", "oral"), ("po", "oral"),
+    ("intravenous", "iv"),
+    ("iv", "iv"),
+    ("intramuscular", "im"),
+    ("im", "im"),
+    ("sublingual", "sublingual"),
+    ("buccal", "buccal"),
+    ("intranasal", "nasal"),
+    ("nasal", "nasal"),
+    ("oral", "oral"),
+    ("by mouth", "oral"),
+    ("po", "oral"),
 )
 
 
@@ -73,8 +81,9 @@ class KapDrugs:
         return None
 
 
-def _resolve_medication(record: Resource, reference: Any,
-                        medications: dict[str, Resource]) -> Resource | None:
+def _resolve_medication(
+    record: Resource, reference: Any, medications: dict[str, Resource]
+) -> Resource | None:
     ref_id = reference_id(reference)
     if ref_id is None:
         return None

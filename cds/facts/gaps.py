@@ -29,9 +29,21 @@ def build_gaps(ctx: FactContext) -> list[Fact]:
     facts: list[Fact] = []
     for key, outcome in sorted(ctx.data.outcomes.items()):
         if outcome in (KeyOutcome.failed, KeyOutcome.missing):
-            facts.append({"t": "data_gap", "key": key, "reason": outcome.value,
-                          "checks": CHECKS_BY_KEY.get(key, f"checks that read {key}")})
+            facts.append(
+                {
+                    "t": "data_gap",
+                    "key": key,
+                    "reason": outcome.value,
+                    "checks": CHECKS_BY_KEY.get(key, f"checks that read {key}"),
+                }
+            )
     for resource_ref, problem in ctx.invalid:
-        facts.append({"t": "data_gap", "key": resource_ref, "reason": "not valid FHIR R4",
-                      "checks": f"checks that read {resource_ref.split('/')[0]} ({problem})"})
+        facts.append(
+            {
+                "t": "data_gap",
+                "key": resource_ref,
+                "reason": "not valid FHIR R4",
+                "checks": f"checks that read {resource_ref.split('/')[0]} ({problem})",
+            }
+        )
     return facts

@@ -54,7 +54,7 @@ def _infertile(ctx: FactContext) -> bool:
     VS-HYSTERECTOMY)."""
     for condition in ctx.resources("Condition"):
         if ctx.in_valueset(condition.get("code"), "VS-INFERTILITY"):
-            verification = (condition.get("verificationStatus") or {})
+            verification = condition.get("verificationStatus") or {}
             if not any(c in ("refuted", "entered-in-error") for _s, c, _d in codings(verification)):
                 return True
     return any(
@@ -72,8 +72,15 @@ def build_patient(ctx: FactContext) -> list[Fact]:
     low = ctx.policy.number("reproductive_age_min")
     high = ctx.policy.number("reproductive_age_max")
     potential = sex == "female" and age is not None and low <= age <= high and not _infertile(ctx)
-    return [{"t": "patient", "age_years": age, "sex": sex, "reproductive_potential": potential,
-             "ref": ref(patient)}]
+    return [
+        {
+            "t": "patient",
+            "age_years": age,
+            "sex": sex,
+            "reproductive_potential": potential,
+            "ref": ref(patient),
+        }
+    ]
 
 
 def build_plan(ctx: FactContext) -> list[Fact]:
@@ -81,18 +88,22 @@ def build_plan(ctx: FactContext) -> list[Fact]:
     if plan is None:
         return []
     patient = patient_resource(ctx)
-    age = age_years(patient.get("birthDate"), plan.t0.astimezone(ctx.tz).date()) if patient else None
+    age = (
+        age_years(patient.get("birthDate"), plan.t0.astimezone(ctx.tz).date()) if patient else None
+    )
     order = plan.order or {}
     reasons = [*(order.get("reasonCode") or ())]
-    return [{
-        "t": "plan",
-        "phase": ctx.phase,
-        "drug": plan.drug,
-        "route": plan.route,
-        "at_display": display_time(plan.t0, ctx.tz),
-        "order_ref": ref(order) if order else None,
-        "at_home": plan.at_home,
-        "home_dispense": plan.home_dispense,
-        "indication_mdsi": any(ctx.in_valueset(r, "VS-MDD-SI") for r in reasons),
-        "age_years": age,
-    }]
+    return [
+        {
+            "t": "plan",
+            "phase": ctx.phase,
+            "drug": plan.drug,
+            "route": plan.route,
+            "at_display": display_time(plan.t0, ctx.tz),
+            "order_ref": ref(order) if order else None,
+            "at_home": plan.at_home,
+            "home_dispense": plan.home_dispense,
+            "indication_mdsi": any(ctx.in_valueset(r, "VS-MDD-SI") for r in reasons),
+            "age_years": age,
+        }
+    ]

@@ -47,9 +47,14 @@ def _at_home(order: Resource) -> bool:
 
 
 def plan_from_order(order: Resource, drug: str, ctx: FactContext, now: datetime) -> Plan:
-    return Plan(drug=drug, route=route_of(_first_dosage(order)),
-                t0=planned_time(order, ctx) or now, order=order, at_home=_at_home(order),
-                home_dispense=_dispensed_to_patient(order))
+    return Plan(
+        drug=drug,
+        route=route_of(_first_dosage(order)),
+        t0=planned_time(order, ctx) or now,
+        order=order,
+        at_home=_at_home(order),
+        home_dispense=_dispensed_to_patient(order),
+    )
 
 
 def active_kap_order(ctx: FactContext, drugs: KapDrugs) -> tuple[Resource, str] | None:
@@ -80,21 +85,31 @@ def find_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan | None:
 
 
 def _appointment_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan | None:
-    appointments = [r for r in bundle_resources(ctx.context.get("appointments"))
-                    if r.get("resourceType") == "Appointment"]
+    appointments = [
+        r
+        for r in bundle_resources(ctx.context.get("appointments"))
+        if r.get("resourceType") == "Appointment"
+    ]
     for appointment in appointments:
         linked = _linked_order(appointment, ctx, drugs)
         if is_kap_appointment(appointment) or linked:
             start = parse_time(appointment.get("start"), ctx.tz) or now
             order, drug = linked or active_kap_order(ctx, drugs) or (None, None)
             route = route_of(_first_dosage(order)) if order else "unknown"
-            return Plan(drug=drug, route=route, t0=start, order=order, appointment=appointment,
-                        at_home=bool(order and _at_home(order)))
+            return Plan(
+                drug=drug,
+                route=route,
+                t0=start,
+                order=order,
+                appointment=appointment,
+                at_home=bool(order and _at_home(order)),
+            )
     return None
 
 
-def _linked_order(appointment: Resource, ctx: FactContext,
-                  drugs: KapDrugs) -> tuple[Resource, str] | None:
+def _linked_order(
+    appointment: Resource, ctx: FactContext, drugs: KapDrugs
+) -> tuple[Resource, str] | None:
     orders = {str(o.get("id")): o for o in ctx.resources("MedicationRequest")}
     meds = medications_by_id(ctx.resources("Medication"))
     for reference in appointment.get("supportingInformation") or ():
@@ -113,16 +128,20 @@ def _encounter(ctx: FactContext) -> Resource | None:
     return None
 
 
-def _is_dosing_encounter(encounter: Resource, ctx: FactContext, day_doses: bool,
-                         order_today: bool) -> bool:
+def _is_dosing_encounter(
+    encounter: Resource, ctx: FactContext, day_doses: bool, order_today: bool
+) -> bool:
     typed = any(
         system == "urn:kap-cds:appointment-type" and code == "kap-dosing"
         for concept in encounter.get("type") or ()
         for system, code, _d in codings(concept)
     )
     linked_ids = {reference_id(r) for r in encounter.get("appointment") or ()}
-    linked = any(is_kap_appointment(a) for a in ctx.resources("Appointment")
-                 if str(a.get("id")) in linked_ids)
+    linked = any(
+        is_kap_appointment(a)
+        for a in ctx.resources("Appointment")
+        if str(a.get("id")) in linked_ids
+    )
     return typed or linked or day_doses or order_today
 
 
@@ -141,17 +160,25 @@ def _encounter_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan | 
     if not _is_dosing_encounter(encounter, ctx, bool(doses), order_today):
         return None
     drug = doses[0].drug if doses else (active[1] if active else None)
-    route = doses[0].route if doses else (route_of(_first_dosage(active[0])) if active else "unknown")
-    return Plan(drug=drug, route=route, t0=t0, order=active[0] if active else None,
-                encounter=encounter)
+    route = (
+        doses[0].route if doses else (route_of(_first_dosage(active[0])) if active else "unknown")
+    )
+    return Plan(
+        drug=drug, route=route, t0=t0, order=active[0] if active else None, encounter=encounter
+    )
 
 
 def _chart_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan | None:
     active = active_kap_order(ctx, drugs)
     if active:
         order, drug = active
-        return Plan(drug=drug, route=route_of(_first_dosage(order)), t0=now, order=order,
-                    at_home=_at_home(order))
+        return Plan(
+            drug=drug,
+            route=route_of(_first_dosage(order)),
+            t0=now,
+            order=order,
+            at_home=_at_home(order),
+        )
     window = ctx.policy.number("session_window_minutes")
     sessions = aggregate(kap_doses(ctx, drugs, until=now), window)
     if sessions:

@@ -104,8 +104,15 @@ def kap_doses(ctx: FactContext, drugs: KapDrugs, until: datetime | None = None) 
     return sorted((d for d in doses if d.start <= limit), key=lambda d: (d.start, d.ref))
 
 
-def _dose(record: Resource, ctx: FactContext, drugs: KapDrugs, meds: dict[str, Resource],
-          prefix: str, dosage: object, at_home: bool) -> list[KapDose]:
+def _dose(
+    record: Resource,
+    ctx: FactContext,
+    drugs: KapDrugs,
+    meds: dict[str, Resource],
+    prefix: str,
+    dosage: object,
+    at_home: bool,
+) -> list[KapDose]:
     drug = drugs.classify(record, meds)
     when = _period(record, ctx, prefix)
     if drug is None or when is None or not ctx.valid(record):
@@ -113,8 +120,18 @@ def _dose(record: Resource, ctx: FactContext, drugs: KapDrugs, meds: dict[str, R
     dose = dosage.get("dose") if isinstance(dosage, dict) else None
     context = record.get("context") or {}
     encounter = context.get("reference") if isinstance(context, dict) else None
-    return [KapDose(when[0], when[1], drug, route_of(dosage), _mg(dose), ref(record), at_home,
-                    str(encounter).rsplit("/", 1)[-1] if encounter else None)]
+    return [
+        KapDose(
+            when[0],
+            when[1],
+            drug,
+            route_of(dosage),
+            _mg(dose),
+            ref(record),
+            at_home,
+            str(encounter).rsplit("/", 1)[-1] if encounter else None,
+        )
+    ]
 
 
 def _procedure_dose(record: Resource, ctx: FactContext, drugs: KapDrugs) -> list[KapDose]:
@@ -123,8 +140,18 @@ def _procedure_dose(record: Resource, ctx: FactContext, drugs: KapDrugs) -> list
     if drug is None or when is None or not ctx.valid(record):
         return []
     encounter = (record.get("encounter") or {}).get("reference")
-    return [KapDose(when[0], when[1], drug, "unknown", None, ref(record), False,
-                    str(encounter).rsplit("/", 1)[-1] if encounter else None)]
+    return [
+        KapDose(
+            when[0],
+            when[1],
+            drug,
+            "unknown",
+            None,
+            ref(record),
+            False,
+            str(encounter).rsplit("/", 1)[-1] if encounter else None,
+        )
+    ]
 
 
 def aggregate(doses: list[KapDose], window_minutes: float) -> list[Session]:

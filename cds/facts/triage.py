@@ -6,7 +6,7 @@ esketamine gets ``{"cards": []}`` at once, without gathering data or running rul
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from cds.facts.drugs import KapDrugs, medications_by_id
@@ -15,7 +15,7 @@ from cds.facts.fhir import codings
 APPOINTMENT_TYPES = "urn:kap-cds:appointment-type"
 
 
-class Triage(str, Enum):
+class Triage(StrEnum):
     KAP = "kap"
     NOT_KAP = "not-kap"
     NEEDS_DATA = "needs-data"  # only the patient's data can tell (encounters, chart open)
@@ -25,7 +25,11 @@ def bundle_resources(bundle: Any) -> list[dict[str, Any]]:
     if not isinstance(bundle, dict):
         return []
     entries = bundle.get("entry") or ()
-    return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    return [
+        e["resource"]
+        for e in entries
+        if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+    ]
 
 
 def kap_orders(context: dict[str, Any], drugs: KapDrugs) -> list[tuple[dict[str, Any], str]]:
@@ -61,8 +65,11 @@ def triage(hook: str, context: dict[str, Any], drugs: KapDrugs) -> Triage:
     if hook in ("order-select", "order-sign"):
         return Triage.KAP if kap_orders(context, drugs) else Triage.NOT_KAP
     if hook == "appointment-book":
-        appointments = [r for r in bundle_resources(context.get("appointments"))
-                        if r.get("resourceType") == "Appointment"]
+        appointments = [
+            r
+            for r in bundle_resources(context.get("appointments"))
+            if r.get("resourceType") == "Appointment"
+        ]
         if any(is_kap_appointment(a) for a in appointments):
             return Triage.KAP
         # A dosing appointment may only point at its KAP order (supportingInformation).

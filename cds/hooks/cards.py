@@ -6,7 +6,7 @@ values (the one exception is ``"cards": []``), so optional fields default to ``N
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -17,7 +17,7 @@ OVERRIDE_SYSTEM = "urn:kap-cds:override"
 RULE_EXTENSION = "org.kapcds.rule"
 
 
-class Indicator(str, Enum):
+class Indicator(StrEnum):
     info = "info"
     warning = "warning"
     critical = "critical"

@@ -83,8 +83,7 @@ def _patient_resources(case: Case, examples_dir: Path) -> list[Json]:
         base = [copy.deepcopy(e["resource"]) for e in bundle.get("entry", [])]
     dropped = set(case.remove)
     added = {f"{r['resourceType']}/{r.get('id')}" for r in case.resources}
-    kept = [r for r in base
-            if f"{r['resourceType']}/{r.get('id')}" not in dropped | added]
+    kept = [r for r in base if f"{r['resourceType']}/{r.get('id')}" not in dropped | added]
     return kept + copy.deepcopy(case.resources)
 
 
@@ -97,8 +96,12 @@ def _order(case: Case, examples_dir: Path) -> Json | None:
 
 
 def _searchset(resources: list[Json]) -> Json:
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
-            "entry": [{"resource": r} for r in resources]}
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [{"resource": r} for r in resources],
+    }
 
 
 def build_request(case: Case, examples_dir: Path, hook_instance: str = "case") -> Json:
@@ -110,12 +113,16 @@ def build_request(case: Case, examples_dir: Path, hook_instance: str = "case") -
     prefetch: dict[str, Json | None] = {"patient": patient}
     for key in service.templates:
         if key == "encounter":
-            found = [r for r in resources
-                     if r["resourceType"] == "Encounter" and r.get("id") == case.encounter_id]
+            found = [
+                r
+                for r in resources
+                if r["resourceType"] == "Encounter" and r.get("id") == case.encounter_id
+            ]
             prefetch[key] = found[0] if found else None
         elif key != "patient":
             prefetch[key] = _searchset(
-                [r for r in resources if PREFETCH_KEY_BY_TYPE.get(r["resourceType"]) == key])
+                [r for r in resources if PREFETCH_KEY_BY_TYPE.get(r["resourceType"]) == key]
+            )
     for key, outcome in case.prefetch_outcomes.items():
         if outcome == "missing":
             prefetch.pop(key, None)
@@ -123,8 +130,12 @@ def build_request(case: Case, examples_dir: Path, hook_instance: str = "case") -
             prefetch[key] = None
         else:
             prefetch[key] = _operation_outcome()
-    return {"hook": service.hook, "hookInstance": hook_instance, "context": context,
-            "prefetch": prefetch}
+    return {
+        "hook": service.hook,
+        "hookInstance": hook_instance,
+        "context": context,
+        "prefetch": prefetch,
+    }
 
 
 def _context(case: Case, hook: str, patient_id: str, examples_dir: Path) -> Json:
@@ -137,17 +148,19 @@ def _context(case: Case, hook: str, patient_id: str, examples_dir: Path) -> Json
             context["selections"] = [f"MedicationRequest/{order['id']}"] if order else []
     elif hook == "appointment-book":
         entries = [{"resource": case.appointment}] if case.appointment else []
-        context["appointments"] = {"resourceType": "Bundle", "type": "collection",
-                                   "entry": entries}
+        context["appointments"] = {"resourceType": "Bundle", "type": "collection", "entry": entries}
     elif hook in ("encounter-start", "encounter-discharge"):
         context["encounterId"] = case.encounter_id or "unknown"
     return context
 
 
 def _operation_outcome() -> Json:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": "exception",
-                       "diagnostics": "simulated prefetch failure"}]}
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {"severity": "error", "code": "exception", "diagnostics": "simulated prefetch failure"}
+        ],
+    }
 
 
 def case_now(case: Case) -> datetime:
@@ -162,8 +175,11 @@ def check_result(case: Case, fired: dict[str, str]) -> list[str]:
             problems.append(f"{rule_id} did not fire (expected {indicator})")
         elif fired[rule_id] != indicator:
             problems.append(f"{rule_id} fired {fired[rule_id]}, expected {indicator}")
-    problems += [f"{rule_id} fired ({fired[rule_id]}) but must not"
-                 for rule_id in case.absent if rule_id in fired]
+    problems += [
+        f"{rule_id} fired ({fired[rule_id]}) but must not"
+        for rule_id in case.absent
+        if rule_id in fired
+    ]
     if case.no_cards and fired:
         problems.append(f"expected no cards, got {sorted(fired)}")
     if case.max_indicator:
@@ -192,8 +208,15 @@ def run_case(loaded: LoadedCase, evaluator: Any, settings: Any, examples_dir: Pa
 
     request = CdsRequest.model_validate(build_request(loaded.case, examples_dir))
     data = gather_sync(request, settings)
-    evaluation = evaluator.evaluate(service_id=loaded.case.service, context=dict(request.context),
-                                    data=data, now=case_now(loaded.case))
-    fired = {card.source.topic.code: card.indicator.value
-             for card in evaluation.cards if card.source.topic}
+    evaluation = evaluator.evaluate(
+        service_id=loaded.case.service,
+        context=dict(request.context),
+        data=data,
+        now=case_now(loaded.case),
+    )
+    fired = {
+        card.source.topic.code: card.indicator.value
+        for card in evaluation.cards
+        if card.source.topic
+    }
     return CaseOutcome(loaded, fired, check_result(loaded.case, fired))

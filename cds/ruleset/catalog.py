@@ -25,23 +25,30 @@ def _digest(value: Any) -> str:
 
 
 def logic_digest(rule: RuleFile) -> str:
-    return _digest({
-        "suppressed_by": sorted(rule.suppressed_by),
-        "variants": [
-            {"condition": v.condition.model_dump(mode="json", by_alias=True),
-             "enabled_if": v.enabled_if}
-            for v in rule.variants
-        ],
-    })
+    return _digest(
+        {
+            "suppressed_by": sorted(rule.suppressed_by),
+            "variants": [
+                {
+                    "condition": v.condition.model_dump(mode="json", by_alias=True),
+                    "enabled_if": v.enabled_if,
+                }
+                for v in rule.variants
+            ],
+        }
+    )
 
 
 def shape_digest(rule: RuleFile) -> str:
-    return _digest({
-        "hooks": sorted(rule.hooks),
-        "variants": [(v.name, v.indicator.value) for v in rule.variants],
-        "facts": sorted({p.fact for v in rule.variants
-                         for p in [*v.condition.all, *v.condition.none]}),
-    })
+    return _digest(
+        {
+            "hooks": sorted(rule.hooks),
+            "variants": [(v.name, v.indicator.value) for v in rule.variants],
+            "facts": sorted(
+                {p.fact for v in rule.variants for p in [*v.condition.all, *v.condition.none]}
+            ),
+        }
+    )
 
 
 def _entry(source: RuleSource, root: Path) -> dict[str, Any]:
@@ -67,8 +74,10 @@ def build_catalog(ruleset: LoadedRuleSet) -> dict[str, Any]:
         "generated_by": "kap-cds rules catalog",
         "ruleset_digest": ruleset.digest,
         "rules": [_entry(src, root) for _id, src in sorted(ruleset.rules.items())],
-        "valuesets": {vid: _digest(vs.model_dump(mode="json"))
-                      for vid, vs in sorted(ruleset.valueset_files.items())},
+        "valuesets": {
+            vid: _digest(vs.model_dump(mode="json"))
+            for vid, vs in sorted(ruleset.valueset_files.items())
+        },
     }
 
 

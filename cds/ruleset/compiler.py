@@ -49,7 +49,8 @@ def compile_variant(
     scope = _Scope(valuesets, policy)
     base = f"variants[{index}].condition"
     positives = [
-        {p.name: _pattern(p, f"{base}.all[{i}]", scope)} for i, p in enumerate(variant.condition.all)
+        {p.name: _pattern(p, f"{base}.all[{i}]", scope)}
+        for i, p in enumerate(variant.condition.all)
     ]
     negatives = [
         {f"not{i}$not": _pattern(p, f"{base}.none[{i}]", scope)}
@@ -103,7 +104,7 @@ def _test(field: str, spec: FieldSpec, raw: Any, path: str, scope: _Scope) -> An
         return {field: _value(spec, raw, path, scope)}
     if len(raw) != 1:
         raise ConditionError(path, "give exactly one operator, e.g. {gt: 140}")
-    (op, operand), = raw.items()
+    ((op, operand),) = raw.items()
     if op == "eq":
         return {field: _value(spec, operand, path, scope)}
     if op == "exists":

@@ -72,8 +72,9 @@ def load_ruleset(directory: Path, policy_file: Path | None = None) -> LoadedRule
             for hook in source.rule.hooks:
                 compiled[hook].append(variant)
     digest = _digest(rules, valueset_files, policy, reasons)
-    return LoadedRuleSet(directory, rules, valuesets, valueset_files, policy, reasons, compiled,
-                         digest)
+    return LoadedRuleSet(
+        directory, rules, valuesets, valueset_files, policy, reasons, compiled, digest
+    )
 
 
 def _load_rules(directory: Path) -> dict[str, RuleSource]:
@@ -107,8 +108,9 @@ def _parse_rule(path: Path, raw_bytes: bytes) -> RuleFile:
         raise RuleLoadError(str(path), rule_id, loc, err["msg"]) from None
 
 
-def _check_references(source: RuleSource, rules: dict[str, RuleSource],
-                      reasons: dict[str, str]) -> None:
+def _check_references(
+    source: RuleSource, rules: dict[str, RuleSource], reasons: dict[str, str]
+) -> None:
     rule = source.rule
     for other in rule.suppressed_by:
         if other not in rules:
@@ -118,16 +120,22 @@ def _check_references(source: RuleSource, rules: dict[str, RuleSource],
         codes += variant.override_reasons or []
         for suggestion in variant.suggestions:
             if suggestion.action not in ACTIONS:
-                raise RuleLoadError(str(source.path), rule.id, f"variants.{variant.name}.suggestions",
-                                    f"unknown action {suggestion.action!r}")
+                raise RuleLoadError(
+                    str(source.path),
+                    rule.id,
+                    f"variants.{variant.name}.suggestions",
+                    f"unknown action {suggestion.action!r}",
+                )
     for code in codes:
         if code not in reasons:
-            raise RuleLoadError(str(source.path), rule.id, "override_reasons",
-                                f"unknown override reason {code}")
+            raise RuleLoadError(
+                str(source.path), rule.id, "override_reasons", f"unknown override reason {code}"
+            )
 
 
-def _compile_rule(source: RuleSource, valuesets: frozenset[str],
-                  policy: Policy) -> list[CompiledVariant]:
+def _compile_rule(
+    source: RuleSource, valuesets: frozenset[str], policy: Policy
+) -> list[CompiledVariant]:
     rule = source.rule
     compiled = []
     for index, variant in enumerate(rule.variants):
@@ -139,13 +147,18 @@ def _compile_rule(source: RuleSource, valuesets: frozenset[str],
         except ConditionError as exc:
             raise RuleLoadError(str(source.path), rule.id, exc.field, exc.reason) from None
         except TemplateError as exc:
-            raise RuleLoadError(str(source.path), rule.id, f"variants[{index}].{exc.field}",
-                                exc.reason) from None
+            raise RuleLoadError(
+                str(source.path), rule.id, f"variants[{index}].{exc.field}", exc.reason
+            ) from None
         if _needs_override(variant.indicator.value) and not (
             variant.override_reasons or rule.override_reasons
         ):
-            raise RuleLoadError(str(source.path), rule.id, f"variants[{index}].override_reasons",
-                                "warning and critical cards must offer override reasons")
+            raise RuleLoadError(
+                str(source.path),
+                rule.id,
+                f"variants[{index}].override_reasons",
+                "warning and critical cards must offer override reasons",
+            )
     return compiled
 
 
@@ -163,8 +176,12 @@ def _load_override_reasons(path: Path) -> dict[str, str]:
     return {str(k): v for k, v in raw.items()}
 
 
-def _digest(rules: dict[str, RuleSource], valuesets: dict[str, ValueSetFile], policy: Policy,
-            reasons: dict[str, str]) -> str:
+def _digest(
+    rules: dict[str, RuleSource],
+    valuesets: dict[str, ValueSetFile],
+    policy: Policy,
+    reasons: dict[str, str],
+) -> str:
     """sha256 over everything that decides a card: rules, value sets, effective policy."""
     material = {
         "format": RULESET_VERSION,

@@ -89,7 +89,9 @@ def _prefixed(prefixes: tuple[tuple[str, str], ...], system: str, code: str) -> 
 
 
 def _compile(vs: ValueSetFile) -> ValueSet:
-    def split(entries: Iterable[CodeEntry]) -> tuple[frozenset[tuple[str, str]], tuple[tuple[str, str], ...]]:
+    def split(
+        entries: Iterable[CodeEntry],
+    ) -> tuple[frozenset[tuple[str, str]], tuple[tuple[str, str], ...]]:
         entries = list(entries)
         exact = frozenset((e.system, _norm_code(e.system, e.code)) for e in entries if e.code)
         prefixes = tuple((e.system, _norm_code(e.system, e.prefix)) for e in entries if e.prefix)
