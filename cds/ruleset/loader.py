@@ -140,10 +140,11 @@ def _compile_rule(
     compiled = []
     for index, variant in enumerate(rule.variants):
         try:
+            # Conditions first: a template error is usually a symptom of a wrong condition.
+            built = compile_variant(rule.id, index, variant, valuesets, policy)
             check_variant_templates(variant, policy)
-            if not policy_switch(variant.enabled_if, policy, f"variants[{index}].enabled_if"):
-                continue
-            compiled.append(compile_variant(rule.id, index, variant, valuesets, policy))
+            if policy_switch(variant.enabled_if, policy, f"variants[{index}].enabled_if"):
+                compiled.append(built)
         except ConditionError as exc:
             raise RuleLoadError(str(source.path), rule.id, exc.field, exc.reason) from None
         except TemplateError as exc:

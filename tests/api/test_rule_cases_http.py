@@ -1,0 +1,52 @@
+"""Every rule fixture again, through the real HTTP service (TestClient) and the audit store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cds.app import create_app
+from cds.config import Settings
+from cds.ruleset.cases import LoadedCase, build_request, case_now, check_result, load_cases
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "fhir_examples"
+CASES = load_cases(EXAMPLES)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    state = tmp_path_factory.mktemp("state")
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite:///{state / 'audit.sqlite3'}",
+        spool_dir=state / "spool",
+    )
+    now_box = {"now": "2026-11-20T15:00:00+00:00"}
+    # The service's clock is the case's "now" (patient-view and discharge use arrival time).
+    app = create_app(settings, clock=lambda: datetime.fromisoformat(now_box["now"]))
+    with TestClient(app) as test_client:
+        yield test_client, now_box
+
+
+@pytest.mark.parametrize("loaded", CASES, ids=[f"{c.rule_id}/{c.name}" for c in CASES])
+def test_case_over_http(loaded: LoadedCase, client: tuple[TestClient, dict[str, str]]) -> None:
+    test_client, now_box = client
+    now_box["now"] = case_now(loaded.case).isoformat()
+    body = build_request(
+        loaded.case, EXAMPLES, hook_instance=f"http-{loaded.rule_id}-{loaded.name}"
+    )
+    response = test_client.post(f"/cds-services/{loaded.case.service}", json=body)
+    assert response.status_code == 200, response.text
+    cards = response.json()["cards"]
+    fired = {c["source"]["topic"]["code"]: c["indicator"] for c in cards}
+    assert not check_result(loaded.case, fired)
+    for card in cards:
+        rule = card["extension"]["org.kapcds.rule"]
+        assert rule["id"] == card["source"]["topic"]["code"] and rule["version"]
+        assert len(card["summary"]) < 140
+        if card["indicator"] != "info":
+            assert all(r["display"] for r in card["overrideReasons"])
