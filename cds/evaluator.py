@@ -22,6 +22,7 @@ from cds.facts.plan import find_plan
 from cds.facts.triage import Triage, triage
 from cds.pipeline_types import Evaluation, PatientData
 from cds.ruleset.loader import LoadedRuleSet, load_ruleset
+from cds.ruleset.valuesets import ValueSetIndex
 
 SERVICE_HOOKS = {
     "kap-order-select": "order-select",
@@ -54,6 +55,7 @@ class RuleEvaluator:
             )
         self.ruleset = ruleset
         self.tz = ZoneInfo(timezone)
+        self.index = ValueSetIndex(ruleset.valuesets)
         self.drugs = KapDrugs(ruleset.valuesets["VS-KETAMINE"], ruleset.valuesets["VS-ESKETAMINE"])
         self.engine = DurableEngine(
             {_engine_name(h): {v.key: v.durable for v in vs} for h, vs in ruleset.compiled.items()},
@@ -116,6 +118,7 @@ class RuleEvaluator:
             policy=self.ruleset.policy,
             valuesets=self.ruleset.valuesets,
             plan=plan,
+            index=self.index,
         )
 
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from cds.facts.fhir import Resource, codings, concept_text, ref, validate_r4b
 from cds.pipeline_types import PatientData
 from cds.ruleset.policy import Policy
-from cds.ruleset.valuesets import ValueSet
+from cds.ruleset.valuesets import ValueSet, ValueSetIndex
 
 PHASE_BY_HOOK = {
     "order-select": "order",
@@ -48,9 +48,11 @@ class FactContext:
     policy: Policy
     valuesets: dict[str, ValueSet]
     plan: Plan | None = None
+    index: ValueSetIndex | None = None  # built once per rule set by the evaluator
     # Resources the rules needed but that were not valid FHIR R4: reported on a data card.
     invalid: list[tuple[str, str]] = field(default_factory=list)
     _checked: dict[int, bool] = field(default_factory=dict)
+    _coded: dict[int, frozenset[str]] = field(default_factory=dict)
 
     @property
     def phase(self) -> str:
@@ -79,6 +81,15 @@ class FactContext:
         """Ids of the value sets a CodeableConcept belongs to (codes first, then names)."""
         coded = list(codings(concept))
         text = " ".join(filter(None, [concept_text(concept), *(c[2] or "" for c in coded)]))
+        if self.index is not None:
+            found = self.index.text_matches(text, candidates)
+            for system, code, _display in coded:
+                found |= self.index.coding_matches(system, code)
+            wanted = set(candidates) if candidates is not None else None
+            yield from sorted(
+                v for v in found if v.startswith(prefix) and (wanted is None or v in wanted)
+            )
+            return
         for vs_id in candidates or tuple(self.valuesets):
             if not vs_id.startswith(prefix):
                 continue
@@ -87,4 +98,24 @@ class FactContext:
                 yield vs_id
 
     def in_valueset(self, concept: Any, vs_id: str) -> bool:
-        return any(True for _ in self.matching_valuesets(concept, candidates=(vs_id,)))
+        """Whether a CodeableConcept belongs to one value set (the hot path of the builders:
+        a concept's coded memberships are computed once per evaluation, then looked up)."""
+        vs = self.valuesets[vs_id]
+        if self.index is not None:
+            key = id(concept)
+            coded_in = self._coded.get(key)
+            if coded_in is None:
+                coded_in = frozenset().union(
+                    *(self.index.coding_matches(s, c) for s, c, _d in codings(concept))
+                )
+                self._coded[key] = coded_in
+            if vs_id in coded_in:
+                return True
+        elif any(vs.matches_coding(s, c) for s, c, _d in codings(concept)):
+            return True
+        if vs.name_pattern is None:
+            return False
+        coded = list(codings(concept))
+        return vs.matches_text(
+            " ".join(filter(None, [concept_text(concept), *(c[2] or "" for c in coded)]))
+        )

@@ -127,3 +127,39 @@ def load_valuesets(directory: Path) -> tuple[dict[str, ValueSet], dict[str, Valu
         compiled[parsed.id] = _compile(parsed)
         sources[parsed.id] = parsed
     return compiled, sources
+
+
+class ValueSetIndex:
+    """Which value sets a coding belongs to, without testing each value set in turn.
+
+    Built once per rule set: exact codes and prefixes are dictionary look-ups (a code is looked
+    up under each of its own prefixes), names are tested only for value sets that have them.
+    """
+
+    def __init__(self, valuesets: dict[str, ValueSet]) -> None:
+        self._valuesets = valuesets
+        self._by_code: dict[tuple[str, str], set[str]] = {}
+        self._prefix_lengths: dict[str, set[int]] = {}
+        for vs_id, vs in valuesets.items():
+            for key in vs.exact:
+                self._by_code.setdefault(key, set()).add(vs_id)
+            for system, prefix in vs.prefixes:
+                self._by_code.setdefault((system, prefix), set()).add(vs_id)
+                self._prefix_lengths.setdefault(system, set()).add(len(prefix))
+        self._named = tuple(v for v in valuesets.values() if v.name_pattern is not None)
+
+    def coding_matches(self, system: str | None, code: str | None) -> set[str]:
+        if not system or not code:
+            return set()
+        norm = _norm_code(system, code)
+        keys = {(system, norm)} | {(system, norm[:n]) for n in self._prefix_lengths.get(system, ())}
+        found = set().union(*(self._by_code.get(k, set()) for k in keys))
+        return {vs_id for vs_id in found if self._valuesets[vs_id].matches_coding(system, code)}
+
+    def text_matches(self, text: str, candidates: tuple[str, ...] | None = None) -> set[str]:
+        if not text:
+            return set()
+        named = (
+            self._named if candidates is None else [v for v in self._named if v.id in candidates]
+        )
+        return {vs.id for vs in named if vs.matches_text(text)}
