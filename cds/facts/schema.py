@@ -121,6 +121,10 @@ _TYPES = [
             "display": _s("display of the diagnosis", sample="x" * 50),
             "date_display": _s("onset or recorded date", sample=DATE),
             "ref": REF,
+            "uncontrolled": _b("qualified uncontrolled: local code urn:kap-cds:condition-qualifier"
+                               "#uncontrolled in code or severity, or the word in its text"),
+            "after_kap_start": _b("onset (or recordedDate) is after the patient's first "
+                                  "recorded KAP dose"),
         },
     ),
     FactType(
@@ -137,6 +141,24 @@ _TYPES = [
             "route": _e("route when recorded", *ROUTES),
             "minutes_before": _n("administrations: minutes between the dose and T0"),
             "name": _s("medication name", sample="x" * 50),
+            "ref": REF,
+            "daily_mg": _n("prescribed maximum mg per day, when the dose (mg) and timing are "
+                           "structured", sample="9999.9"),
+            "diazepam_eq_mg_day": _n("benzodiazepines: daily_mg as diazepam-equivalent mg/day",
+                                     sample="9999.9"),
+        },
+    ),
+    FactType(
+        "procedure",
+        "One completed Procedure matching one value set (e.g. VS-THYROID-ABLATION). A copy "
+        "with after_onset_of is added for each condition value set whose active Conditions "
+        "all began on or before the procedure.",
+        {
+            "vs": _vs("value set the procedure code matched"),
+            "days_ago": _n("days before T0 (performed date; absent when undated)", sample="99999"),
+            "after_onset_of": _vs("a condition value set: the procedure was done on or after the "
+                                  "onset of every active Condition in it"),
+            "date_display": _s("when performed", sample=DATE),
             "ref": REF,
         },
     ),
@@ -206,8 +228,12 @@ _TYPES = [
             "kind": _e("which lab", "egfr", "lft", "drug-screen", "depression-score"),
             "value": _n("numeric value when numeric", sample="999.9"),
             "positive": _b("qualitative positive (drug screen)"),
+            "prescribable_vs": _vs("drug screen: medication class whose prescription can "
+                                   "explain the positive (absent: none can, e.g. cocaine)"),
             "days_ago": _n("days before T0", sample="999"),
             "since_course_start": _b("taken on or after the current course's first session"),
+            "course_day": _n("days from the current course's first session to the result "
+                             "(absent when before it)", sample="999"),
             "display": _s("what it is", sample="x" * 40),
             "date_display": _s("when", sample=DATE),
             "ref": REF,
@@ -273,6 +299,16 @@ _TYPES = [
                                   sample=DATETIME),
             "liquid_ok_display": _s("earliest dose time given the policy liquid fast",
                                     sample=DATETIME),
+            # Hours too: ketamine_food_fast_hours / ketamine_clear_liquid_hours are in hours
+            # and conditions cannot convert units.
+            "solid_hours_before": _n("hours from last solid food to the planned dose",
+                                     sample="999.99"),
+            "liquid_hours_before": _n("hours from last liquid to the planned dose",
+                                      sample="999.99"),
+            "food_stop_display": _s("no food after this time (planned dose minus the policy "
+                                    "food fast for the plan's drug)", sample=DATETIME),
+            "liquid_stop_display": _s("no liquids after this time (absent when the drug's "
+                                      "policy has no liquid fast)", sample=DATETIME),
         },
     ),
     FactType(
