@@ -15,7 +15,7 @@ from cds.api.deps import RulesetEvaluator, Runtime
 from cds.api.errors import install_error_handlers
 from cds.api.metrics import Metrics
 from cds.api.openapi import install_openapi
-from cds.api.routes import discovery, feedback, health, services
+from cds.api.routes import discovery, feedback, governance, health, services
 from cds.api.routes.health import OPEN_WARNING
 from cds.config import Settings
 from cds.fhir.client import new_client, quiet_httpx_logging
@@ -51,7 +51,8 @@ def create_app(
         evaluator=evaluator,
         audit=audit,
     )
-    for router in (discovery.router, services.router, feedback.router, health.router):
+    for router in (discovery.router, services.router, feedback.router, health.router,
+                   governance.router):
         app.include_router(router)
     install_error_handlers(app)
     install_openapi(app)

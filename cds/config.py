@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     max_json_depth: int = 64
     request_timeout_seconds: float = 10.0
     cors_origins: list[str] = Field(default_factory=list)
+    # /governance (rule catalog, per-rule counts; no patient data) without a JWT, for sites that
+    # put it behind their own authenticating proxy. Open anyway when the service runs open.
+    governance_open: bool = False
 
     @property
     def auth_enabled(self) -> bool:

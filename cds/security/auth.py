@@ -9,6 +9,10 @@ path (``//cds-services``, a new route someone adds) is never open by accident. T
   Do not route it through the public proxy.
 - ``/docs``, ``/redoc``, ``/openapi.json``: the API description is as public as the CDS Hooks
   specification it follows; the configured services are in the (protected) discovery answer.
+
+``/governance`` (rule catalog and per-rule counts, no patient data) needs a token like the CDS
+endpoints unless ``KAP_CDS_GOVERNANCE_OPEN=true``: a browser cannot send a CDS Hooks JWT, so a
+site that wants the page in production serves it behind its own authenticating proxy.
 """
 
 from __future__ import annotations
@@ -38,11 +42,17 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 class JwtAuthMiddleware:
     def __init__(
-        self, app: ASGIApp, *, verifier: TokenVerifier, public_base_url: str | None
+        self,
+        app: ASGIApp,
+        *,
+        verifier: TokenVerifier,
+        public_base_url: str | None,
+        extra_open_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
+        self._extra_open_paths = extra_open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -53,7 +63,7 @@ class JwtAuthMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         path = app_path(scope)
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or path in self._extra_open_paths:
             await self.app(scope, receive, send)
             return
         client = await self._authenticate(scope, path)
@@ -73,8 +83,14 @@ class JwtAuthMiddleware:
             return await self.verifier.verify(token, audience)
         except TokenRejected as rejected:
             level = logging.WARNING if rejected.suspicious else logging.INFO
-            logger.log(level, "JWT refused: reason=%s iss=%s kid=%s path=%s",
-                       rejected.reason, _safe(rejected.iss), _safe(rejected.kid), _safe(path))
+            logger.log(
+                level,
+                "JWT refused: reason=%s iss=%s kid=%s path=%s",
+                rejected.reason,
+                _safe(rejected.iss),
+                _safe(rejected.kid),
+                _safe(path),
+            )
             return None
 
 
@@ -99,7 +115,7 @@ def app_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     if root and (path == root or path.startswith(root + "/")):
-        return path[len(root):] or "/"
+        return path[len(root) :] or "/"
     return path
 
 
@@ -133,7 +149,9 @@ def _server_host(scope: Scope) -> str:
 async def _unauthorized(scope: Scope, receive: Receive, send: Send) -> None:
     # RFC 6750: the challenge names the scheme; no detail on purpose (CDS Hooks best practice).
     response = problem_response(
-        AuthenticationFailed.code, "Authentication failed", 401,
+        AuthenticationFailed.code,
+        "Authentication failed",
+        401,
         headers={"WWW-Authenticate": "Bearer"},
     )
     await response(scope, receive, send)

@@ -48,13 +48,18 @@ def _install_auth(app: FastAPI, settings: Settings) -> None:
         return
     if settings.public_base_url is None:
         # Then aud is checked against the Host header, which the caller chooses.
-        logger.warning("KAP_CDS_PUBLIC_BASE_URL is not set: JWT aud is matched against the "
-                       "request's Host header; set it in production")
+        logger.warning(
+            "KAP_CDS_PUBLIC_BASE_URL is not set: JWT aud is matched against the "
+            "request's Host header; set it in production"
+        )
     verifier = TokenVerifier.from_settings(settings)
     # Kept on the app for operators and tests (key sources, replay cache size).
     app.state.token_verifier = verifier
     app.add_middleware(
-        JwtAuthMiddleware, verifier=verifier, public_base_url=settings.public_base_url
+        JwtAuthMiddleware,
+        verifier=verifier,
+        public_base_url=settings.public_base_url,
+        extra_open_paths=frozenset({"/governance"}) if settings.governance_open else frozenset(),
     )
     logger.info("JWT authentication on: %d trusted issuer(s)", len(settings.trusted_issuers))
 
