@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
 from cds.facts.context import FactContext
-from cds.facts.drugs import route_of
+from cds.facts.drugs import KapDrugs, route_of
 from cds.facts.fhir import (
     Resource,
+    codings,
     concept_text,
     days_between,
     display_date,
@@ -17,6 +19,7 @@ from cds.facts.fhir import (
     ref,
     status_code,
 )
+from cds.facts.sessions import kap_doses
 
 Fact = dict[str, Any]
 
@@ -27,6 +30,8 @@ RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 _UNUSABLE_VERIFICATION = {"refuted", "entered-in-error"}
 _POSSIBLE = {"unconfirmed", "provisional", "differential"}
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
+QUALIFIER_SYSTEM = "urn:kap-cds:condition-qualifier"  # local: code "uncontrolled"
+_UNCONTROLLED_WORD = re.compile(r"\buncontrolled\b", re.IGNORECASE)
 
 
 def _valuesets_for(ctx: FactContext, systems: set[str], with_names: bool) -> tuple[str, ...]:
@@ -44,14 +49,38 @@ def _valuesets_for(ctx: FactContext, systems: set[str], with_names: bool) -> tup
 def build_conditions(ctx: FactContext) -> list[Fact]:
     candidates = _valuesets_for(ctx, {SNOMED, ICD10CM}, with_names=False)
     facts: list[Fact] = []
+    first_kap = _first_kap_dose(ctx) if ctx.resources("Condition") else None
     for condition in ctx.resources("Condition"):
         verification = status_code(condition.get("verificationStatus"))
         if verification in _UNUSABLE_VERIFICATION:
             continue
         matched = list(ctx.matching_valuesets(condition.get("code"), candidates=candidates))
         if matched and ctx.valid(condition):
-            facts += [_condition_fact(condition, vs_id, verification, ctx) for vs_id in matched]
+            facts += [
+                _condition_fact(condition, vs_id, verification, ctx, first_kap) for vs_id in matched
+            ]
     return facts
+
+
+def _first_kap_dose(ctx: FactContext) -> datetime | None:
+    """Start of the patient's first recorded KAP dose before T0 (catalog 3.4 records)."""
+    if "VS-KETAMINE" not in ctx.valuesets or "VS-ESKETAMINE" not in ctx.valuesets:
+        return None
+    drugs = KapDrugs(ctx.valuesets["VS-KETAMINE"], ctx.valuesets["VS-ESKETAMINE"])
+    doses = kap_doses(ctx, drugs)
+    return doses[0].start if doses else None
+
+
+def _uncontrolled(condition: Resource) -> bool:
+    """The local "uncontrolled" qualifier (catalog KAP-CI-009/013): a coding
+    urn:kap-cds:condition-qualifier#uncontrolled in code or severity, or the word in the text."""
+    for concept in (condition.get("code"), condition.get("severity")):
+        for system, code, display in codings(concept):
+            if system == QUALIFIER_SYSTEM and code == "uncontrolled":
+                return True
+            if isinstance(display, str) and _UNCONTROLLED_WORD.search(display):
+                return True
+    return bool(_UNCONTROLLED_WORD.search(concept_text(condition.get("code"))))
 
 
 def _abated_by(condition: Resource, ctx: FactContext) -> bool:
@@ -63,8 +92,13 @@ def _abated_by(condition: Resource, ctx: FactContext) -> bool:
     return bool(moment and moment <= ctx.t0)
 
 
-def _condition_fact(condition: Resource, vs_id: str, verification: str | None,
-                    ctx: FactContext) -> Fact:
+def _condition_fact(
+    condition: Resource,
+    vs_id: str,
+    verification: str | None,
+    ctx: FactContext,
+    first_kap: datetime | None = None,
+) -> Fact:
     clinical = status_code(condition.get("clinicalStatus")) or "active"
     abated = _abated_by(condition, ctx)
     onset = _onset(condition, ctx)
@@ -82,18 +116,27 @@ def _condition_fact(condition: Resource, vs_id: str, verification: str | None,
         "display": concept_text(condition.get("code")) or code,
         "date_display": display_date(onset, ctx.tz) if onset else None,
         "ref": ref(condition),
+        "uncontrolled": _uncontrolled(condition),
+        "after_kap_start": bool(onset and first_kap and onset > first_kap),
     }
 
 
 def _codings(resource: Resource) -> list[tuple[Any, Any, Any]]:
     concept = resource.get("code") or {}
-    return [(c.get("system"), c.get("code"), c.get("display"))
-            for c in concept.get("coding") or () if isinstance(c, dict)]
+    return [
+        (c.get("system"), c.get("code"), c.get("display"))
+        for c in concept.get("coding") or ()
+        if isinstance(c, dict)
+    ]
 
 
 def _onset(condition: Resource, ctx: FactContext) -> datetime | None:
     period = condition.get("onsetPeriod") or {}
-    for value in (condition.get("onsetDateTime"), period.get("start"), condition.get("recordedDate")):
+    for value in (
+        condition.get("onsetDateTime"),
+        period.get("start"),
+        condition.get("recordedDate"),
+    ):
         moment = parse_time(value, ctx.tz)
         if moment:
             return moment
@@ -160,8 +203,9 @@ def _administration_state(record: Resource, ctx: FactContext) -> dict[str, Any] 
     return {"active": True, "on_hold": False, "minutes_before": minutes_between(given, ctx.t0)}
 
 
-def _medication_fact(record: Resource, concept: Any, vs_id: str, state: dict[str, Any],
-                     ctx: FactContext) -> Fact:
+def _medication_fact(
+    record: Resource, concept: Any, vs_id: str, state: dict[str, Any], ctx: FactContext
+) -> Fact:
     dosage = record.get("dosage")
     if record.get("resourceType") != "MedicationAdministration":
         dosages = record.get("dosageInstruction") or record.get("dosage") or [None]
@@ -176,7 +220,124 @@ def _medication_fact(record: Resource, concept: Any, vs_id: str, state: dict[str
         "minutes_before": state.get("minutes_before"),
         "name": concept_text(concept) or "unnamed medication",
         "ref": ref(record),
+        **_daily_dose(concept, dosage, vs_id),
     }
+
+
+# Oral dose equivalent to 10 mg diazepam (Ashton, "Benzodiazepines: how they work and how to
+# withdraw", 2002, table 1; single-value rows only). Used for KAP-CI-030's REF-10 threshold
+# (policy benzodiazepine_diazepam_eq_mg); the table is for the medical director to confirm.
+DIAZEPAM_10MG_EQUIVALENT = {
+    "alprazolam": 0.5,
+    "chlordiazepoxide": 25.0,
+    "clobazam": 20.0,
+    "clonazepam": 0.5,
+    "clorazepate": 15.0,
+    "diazepam": 10.0,
+    "lorazepam": 1.0,
+    "oxazepam": 20.0,
+    "temazepam": 20.0,
+    "triazolam": 0.5,
+}
+_BENZO_RXCUI = {
+    "596": "alprazolam",
+    "2356": "chlordiazepoxide",
+    "21241": "clobazam",
+    "2598": "clonazepam",
+    "3322": "diazepam",
+    "6470": "lorazepam",
+    "7781": "oxazepam",
+    "10355": "temazepam",
+    "10767": "triazolam",
+}
+_PER_DAY_BY_CODE = {
+    "QD": 1.0,
+    "AM": 1.0,
+    "PM": 1.0,
+    "QHS": 1.0,
+    "HS": 1.0,
+    "BID": 2.0,
+    "TID": 3.0,
+    "QID": 4.0,
+    "QOD": 0.5,
+}
+_PERIOD_PER_DAY = {"min": 1440.0, "h": 24.0, "d": 1.0, "wk": 1 / 7, "mo": 1 / 30}
+
+
+def _daily_dose(concept: Any, dosage: Any, vs_id: str) -> Fact:
+    """daily_mg (prescribed maximum per day) and, for benzodiazepines, its diazepam equivalent."""
+    daily = _daily_mg(dosage)
+    if daily is None:
+        return {}
+    result: Fact = {"daily_mg": round(daily, 1)}
+    if vs_id == "VS-BENZODIAZEPINE":
+        ingredient = _benzodiazepine(concept)
+        if ingredient:
+            eq = daily * 10.0 / DIAZEPAM_10MG_EQUIVALENT[ingredient]
+            result["diazepam_eq_mg_day"] = round(eq, 1)
+    return result
+
+
+def _benzodiazepine(concept: Any) -> str | None:
+    """The single benzodiazepine ingredient of a concept (None for combinations/unknown)."""
+    found = {
+        _BENZO_RXCUI[c]
+        for s, c, _d in codings(concept)
+        if s == RXNORM and isinstance(c, str) and c in _BENZO_RXCUI
+    }
+    displays = [d for _s, _c, d in codings(concept) if isinstance(d, str)]
+    text = " ".join(filter(None, [concept_text(concept), *displays]))
+    found |= {n for n in DIAZEPAM_10MG_EQUIVALENT if re.search(rf"\b{n}\b", text, re.IGNORECASE)}
+    return found.pop() if len(found) == 1 else None
+
+
+def _daily_mg(dosage: Any) -> float | None:
+    if not isinstance(dosage, dict):
+        return None
+    mg = _dose_mg(dosage)
+    per_day = _doses_per_day(dosage.get("timing"))
+    return mg * per_day if mg is not None and per_day is not None else None
+
+
+def _dose_mg(dosage: dict[str, Any]) -> float | None:
+    quantity = dosage.get("dose")  # MedicationAdministration.dosage
+    entries = dosage.get("doseAndRate")
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, dict):
+            dose_range = entry.get("doseRange")
+            quantity = entry.get("doseQuantity") or (
+                dose_range.get("high") if isinstance(dose_range, dict) else None
+            )
+            break
+    if not isinstance(quantity, dict) or not isinstance(quantity.get("value"), int | float):
+        return None
+    unit = str(quantity.get("code") or quantity.get("unit") or "").lower()
+    factor = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001}.get(unit)
+    return float(quantity["value"]) * factor if factor else None
+
+
+def _doses_per_day(timing: Any) -> float | None:
+    if not isinstance(timing, dict):
+        return None
+    repeat = timing.get("repeat")
+    repeat = repeat if isinstance(repeat, dict) else {}
+    period, unit = repeat.get("period"), repeat.get("periodUnit")
+    if (
+        isinstance(period, int | float)
+        and period > 0
+        and isinstance(unit, str)
+        and unit in _PERIOD_PER_DAY
+    ):
+        counts = [
+            c
+            for c in (repeat.get("frequency"), repeat.get("frequencyMax"))
+            if isinstance(c, int | float)
+        ]
+        return max(counts or [1]) * _PERIOD_PER_DAY[unit] / period
+    for _system, code, _display in codings(timing.get("code")):
+        if isinstance(code, str) and code.upper() in _PER_DAY_BY_CODE:
+            return _PER_DAY_BY_CODE[code.upper()]
+    return None
 
 
 # ---- allergies --------------------------------------------------------------------------
@@ -189,13 +350,17 @@ def build_allergies(ctx: FactContext) -> list[Fact]:
             continue
         if status_code(allergy.get("clinicalStatus")) not in (None, "active"):
             continue
-        for vs_id in ctx.matching_valuesets(allergy.get("code"),
-                                            candidates=("VS-KETAMINE", "VS-ESKETAMINE")):
+        for vs_id in ctx.matching_valuesets(
+            allergy.get("code"), candidates=("VS-KETAMINE", "VS-ESKETAMINE")
+        ):
             if ctx.valid(allergy):
-                facts.append({
-                    "t": "allergy", "vs": vs_id,
-                    "display": concept_text(allergy.get("code")) or "ketamine",
-                    "criticality": allergy.get("criticality"),
-                    "ref": ref(allergy),
-                })
+                facts.append(
+                    {
+                        "t": "allergy",
+                        "vs": vs_id,
+                        "display": concept_text(allergy.get("code")) or "ketamine",
+                        "criticality": allergy.get("criticality"),
+                        "ref": ref(allergy),
+                    }
+                )
     return facts
