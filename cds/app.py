@@ -16,7 +16,6 @@ from cds.api.errors import install_error_handlers
 from cds.api.metrics import Metrics
 from cds.api.openapi import install_openapi
 from cds.api.routes import discovery, feedback, governance, health, services
-from cds.api.routes.health import OPEN_WARNING
 from cds.config import Settings
 from cds.fhir.client import new_client, quiet_httpx_logging
 from cds.pipeline_types import AuditSink
@@ -64,9 +63,7 @@ def create_app(
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime: Runtime = app.state.runtime
     settings = runtime.settings
-    quiet_httpx_logging()
-    if not settings.auth_enabled:
-        logger.warning(OPEN_WARNING)
+    quiet_httpx_logging()  # the open-mode warning comes from cds.security.web.install
     async with AsyncExitStack() as stack:
         if runtime.evaluator is None:
             runtime.evaluator = _build_evaluator(settings)
