@@ -1,0 +1,102 @@
+"""HTTP scenarios against one running server: warm-up, a latency run (one request in flight) and
+a throughput run (several in flight), each bounded in requests and seconds."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from bench.loadgen import Body, new_client, run_load
+from bench.servers import Server, server_latency
+from bench.synthetic import SERVICE_ID
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Phase:
+    requests: int
+    concurrency: int
+    max_seconds: float
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One request shape and how hard to drive it."""
+
+    name: str
+    request: Json
+    resources: int
+    warmup: Phase
+    latency: Phase | None  # one in flight: the latency figures
+    throughput: Phase | None  # several in flight: requests/s
+
+
+def run_scenarios(
+    server: Server, scenarios: list[Scenario], *, latency: bool = True, throughput: bool = True
+) -> dict[str, Json]:
+    return asyncio.run(_run_all(server, scenarios, latency, throughput))
+
+
+async def _run_all(
+    server: Server, scenarios: list[Scenario], latency: bool, throughput: bool
+) -> dict[str, Json]:
+    results: dict[str, Json] = {}
+    for scenario in scenarios:
+        results[scenario.name] = await _run_scenario(server, scenario, latency, throughput)
+    return results
+
+
+async def _run_scenario(
+    server: Server, scenario: Scenario, latency: bool, throughput: bool
+) -> Json:
+    body = Body(scenario.request)
+    url = f"{server.base_url}/cds-services/{SERVICE_ID}"
+    result: Json = {"resources": scenario.resources, "request_bytes": body.size}
+    await _phase(url, body, scenario.warmup)
+    if latency and scenario.latency:
+        before = _server_time(server)
+        result["latency"] = await _measured_phase(server, url, body, scenario.latency)
+        result["latency"]["server_mean_ms"] = _server_mean(before, _server_time(server))
+    if throughput and scenario.throughput:
+        result["throughput"] = await _measured_phase(server, url, body, scenario.throughput)
+    return result
+
+
+async def _measured_phase(server: Server, url: str, body: Body, phase: Phase) -> Json:
+    """A phase plus the server's CPU time per request (not inflated by a busy machine)."""
+    cpu_before = server.cpu_seconds()
+    summary = await _phase(url, body, phase)
+    cpu = server.cpu_seconds() - cpu_before
+    done = summary["requests"] + summary["errors"]
+    summary["server_cpu_ms_per_request"] = round(cpu / done * 1000, 3) if done else None
+    return summary
+
+
+async def _phase(url: str, body: Body, phase: Phase) -> Json:
+    async with new_client(phase.concurrency) as client:
+        load = await run_load(
+            client,
+            url,
+            body,
+            requests=phase.requests,
+            concurrency=phase.concurrency,
+            max_seconds=phase.max_seconds,
+        )
+    summary = load.summary()
+    summary["concurrency"] = phase.concurrency
+    return summary
+
+
+def _server_time(server: Server) -> tuple[float, int] | None:
+    """The service's own latency histogram (kap-cds, one worker only)."""
+    if server.kind != "kap" or server.workers != 1:
+        return None
+    return server_latency(server)
+
+
+def _server_mean(before: tuple[float, int] | None, after: tuple[float, int] | None) -> float | None:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round((after[0] - before[0]) / (after[1] - before[1]) * 1000, 3)
