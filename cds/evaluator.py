@@ -55,7 +55,7 @@ class RuleEvaluator:
             )
         self.ruleset = ruleset
         self.tz = ZoneInfo(timezone)
-        self.index = ValueSetIndex(ruleset.valuesets)
+        self.index = ValueSetIndex(ruleset.valuesets, ruleset.valueset_files)
         self.drugs = KapDrugs(ruleset.valuesets["VS-KETAMINE"], ruleset.valuesets["VS-ESKETAMINE"])
         self.engine = DurableEngine(
             {_engine_name(h): {v.key: v.durable for v in vs} for h, vs in ruleset.compiled.items()},

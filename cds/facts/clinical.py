@@ -47,6 +47,10 @@ def _valuesets_for(ctx: FactContext, systems: set[str], with_names: bool) -> tup
 
 
 def build_conditions(ctx: FactContext) -> list[Fact]:
+    return ctx.cached("conditions", lambda: _build_conditions(ctx))
+
+
+def _build_conditions(ctx: FactContext) -> list[Fact]:
     candidates = _valuesets_for(ctx, {SNOMED, ICD10CM}, with_names=False)
     facts: list[Fact] = []
     first_kap = _first_kap_dose(ctx) if ctx.resources("Condition") else None

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from cds.facts.fhir import Resource, codings, concept_text, ref, validate_r4b
 from cds.pipeline_types import PatientData
 from cds.ruleset.policy import Policy
 from cds.ruleset.valuesets import ValueSet, ValueSetIndex
+
+T = TypeVar("T")
 
 PHASE_BY_HOOK = {
     "order-select": "order",
@@ -53,6 +55,8 @@ class FactContext:
     invalid: list[tuple[str, str]] = field(default_factory=list)
     _checked: dict[int, bool] = field(default_factory=dict)
     _coded: dict[int, frozenset[str]] = field(default_factory=dict)
+    _by_code: dict[str, dict[str, list[Resource]]] = field(default_factory=dict)
+    _memo: dict[str, Any] = field(default_factory=dict)
 
     @property
     def phase(self) -> str:
@@ -97,25 +101,51 @@ class FactContext:
             if any(vs.matches_coding(s, c) for s, c, _d in coded) or vs.matches_text(text):
                 yield vs_id
 
-    def in_valueset(self, concept: Any, vs_id: str) -> bool:
-        """Whether a CodeableConcept belongs to one value set (the hot path of the builders:
-        a concept's coded memberships are computed once per evaluation, then looked up)."""
-        vs = self.valuesets[vs_id]
-        if self.index is not None:
-            key = id(concept)
-            coded_in = self._coded.get(key)
-            if coded_in is None:
-                coded_in = frozenset().union(
+    def coded_in(self, concept: Any) -> frozenset[str]:
+        """The value sets a CodeableConcept's codings belong to (no name matching), computed
+        once per concept and evaluation."""
+        key = id(concept)
+        found = self._coded.get(key)
+        if found is None:
+            if self.index is not None:
+                found = frozenset().union(
                     *(self.index.coding_matches(s, c) for s, c, _d in codings(concept))
                 )
-                self._coded[key] = coded_in
-            if vs_id in coded_in:
-                return True
-        elif any(vs.matches_coding(s, c) for s, c, _d in codings(concept)):
+            else:
+                found = frozenset(
+                    vs_id for vs_id, vs in self.valuesets.items()
+                    if any(vs.matches_coding(s, c) for s, c, _d in codings(concept))
+                )
+            self._coded[key] = found
+        return found
+
+    def with_code(self, resource_type: str, vs_id: str) -> list[Resource]:
+        """Resources of a type whose ``code`` is coded in a value set. One pass over the type
+        per evaluation serves every builder, instead of each builder rescanning everything."""
+        buckets = self._by_code.get(resource_type)
+        if buckets is None:
+            buckets = {}
+            for resource in self.resources(resource_type):
+                for found in self.coded_in(resource.get("code")):
+                    buckets.setdefault(found, []).append(resource)
+            self._by_code[resource_type] = buckets
+        return buckets.get(vs_id, [])
+
+    def cached(self, key: str, compute: Callable[[], T]) -> T:
+        """Work several builders need (conditions, doses, weights), done once per evaluation."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        value: T = self._memo[key]
+        return value
+
+    def in_valueset(self, concept: Any, vs_id: str) -> bool:
+        """Whether a CodeableConcept belongs to one value set: codes first, then (medication
+        value sets only) ingredient names."""
+        if vs_id in self.coded_in(concept):
             return True
+        vs = self.valuesets[vs_id]
         if vs.name_pattern is None:
             return False
         coded = list(codings(concept))
-        return vs.matches_text(
-            " ".join(filter(None, [concept_text(concept), *(c[2] or "" for c in coded)]))
-        )
+        return vs.matches_text(" ".join(filter(None, [concept_text(concept),
+                                                      *(c[2] or "" for c in coded)])))

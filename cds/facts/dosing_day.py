@@ -73,10 +73,9 @@ def observed_at(observation: Resource, tz: ZoneInfo) -> datetime | None:
 def observations(ctx: FactContext, *vs_ids: str) -> list[Obs]:
     """Usable observations coded in any of the value sets, oldest first."""
     found = []
-    for observation in ctx.resources("Observation"):
+    candidates = {id(o): o for vs in vs_ids for o in ctx.with_code("Observation", vs)}
+    for observation in candidates.values():
         if observation.get("status") not in _USABLE:
-            continue
-        if not any(ctx.in_valueset(observation.get("code"), vs) for vs in vs_ids):
             continue
         when = observed_at(observation, ctx.tz)
         if when and ctx.valid(observation):

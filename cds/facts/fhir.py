@@ -9,13 +9,17 @@ request budget.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 Resource = dict[str, Any]
@@ -120,6 +124,16 @@ def r4b_model(resource_type: str) -> type[BaseModel] | None:
 def validate_r4b(resource: Resource) -> str | None:
     """Validate one resource as FHIR R4 (R4B models). Returns None when valid, else a reason
     that names the failing field but never its value (values may be patient data)."""
+    try:
+        key = hashlib.blake2b(
+            orjson.dumps(resource, option=orjson.OPT_SORT_KEYS), digest_size=16
+        ).digest()
+    except TypeError:  # not JSON at all (e.g. a NaN float): let the model say why
+        return _validate(resource)
+    return _VALIDATED.get_or_compute(key, lambda: _validate(resource))
+
+
+def _validate(resource: Resource) -> str | None:
     resource_type = resource.get("resourceType")
     if not isinstance(resource_type, str):
         return "resourceType missing"
@@ -132,3 +146,34 @@ def validate_r4b(resource: Resource) -> str | None:
         err = exc.errors()[0]
         return f"{'.'.join(str(p) for p in err['loc'])}: {err['type']}"
     return None
+
+
+class _ValidationCache:
+    """Validation results by content digest, bounded (least recently used goes first).
+
+    EHRs send the same resources again and again — order-select then order-sign, every chart
+    open — and model validation costs ~100 µs a resource, more than the rest of an evaluation.
+    A resource whose JSON is byte-for-byte the same (keys sorted) validates the same, so its
+    result is reused; any change to the content is a new key. Only the digest and the result
+    (a field path and error type, never values) are kept.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._results: OrderedDict[bytes, str | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: bytes, compute: Callable[[], str | None]) -> str | None:
+        with self._lock:
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
+        result = compute()
+        with self._lock:
+            self._results[key] = result
+            if len(self._results) > self._capacity:
+                self._results.popitem(last=False)
+        return result
+
+
+_VALIDATED = _ValidationCache(capacity=50_000)

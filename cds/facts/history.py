@@ -43,6 +43,10 @@ class History:
 
 
 def dosing_history(ctx: FactContext) -> History:
+    return ctx.cached("dosing_history", lambda: _dosing_history(ctx))
+
+
+def _dosing_history(ctx: FactContext) -> History:
     drugs = KapDrugs(ctx.valuesets[KETAMINE_VS], ctx.valuesets[ESKETAMINE_VS])
     window = ctx.policy.number("session_window_minutes")
     sessions = aggregate(kap_doses(ctx, drugs, until=ctx.t0), window)

@@ -47,8 +47,7 @@ def observed_at(observation: Resource, ctx: FactContext) -> datetime | None:
 def coded_in(concept: Any, ctx: FactContext, vs_id: str) -> bool:
     """Code-only membership test (no display/name matching): cheap enough for every
     observation of a large bundle."""
-    vs = ctx.valuesets[vs_id]
-    return any(vs.matches_coding(system, code) for system, code, _d in codings(concept))
+    return vs_id in ctx.coded_in(concept)
 
 
 @dataclass(frozen=True)
@@ -66,12 +65,11 @@ def candidates(ctx: FactContext, vs_ids: tuple[str, ...],
     before T0 (and within the look-back when given), newest first. Not validated yet."""
     earliest = ctx.t0 - timedelta(days=lookback_days) if lookback_days is not None else None
     found = []
-    for observation in ctx.resources("Observation"):
-        if observation.get("status") not in USABLE_STATUS:
+    seen: set[int] = set()
+    for vs_id, observation in ((v, o) for v in vs_ids for o in ctx.with_code("Observation", v)):
+        if id(observation) in seen or observation.get("status") not in USABLE_STATUS:
             continue
-        vs_id = next((v for v in vs_ids if coded_in(observation.get("code"), ctx, v)), None)
-        if vs_id is None:
-            continue
+        seen.add(id(observation))
         at = observed_at(observation, ctx)
         if at is None or at > ctx.t0 or (earliest is not None and at < earliest):
             continue

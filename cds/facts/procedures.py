@@ -15,7 +15,7 @@ from typing import Any
 
 from cds.facts.clinical import build_conditions
 from cds.facts.context import FactContext
-from cds.facts.fhir import Resource, codings, days_between, display_date, parse_time, ref
+from cds.facts.fhir import Resource, days_between, display_date, parse_time, ref
 
 Fact = dict[str, Any]
 
@@ -27,11 +27,8 @@ def build(ctx: FactContext) -> list[Fact]:
     facts: list[Fact] = []
     onsets: dict[str, float | None] | None = None
     for procedure in completed:
-        matched = list(
-            ctx.matching_valuesets(
-                procedure.get("code"), candidates=_coded_valuesets(ctx, procedure)
-            )
-        )
+        # Procedures match on codes only, never on drug names.
+        matched = sorted(ctx.coded_in(procedure.get("code")))
         if not matched or not ctx.valid(procedure):
             continue
         if onsets is None:
@@ -54,16 +51,6 @@ def build(ctx: FactContext) -> list[Fact]:
                 if onset_days_ago is not None and days_ago <= onset_days_ago
             ]
     return facts
-
-
-def _coded_valuesets(ctx: FactContext, procedure: Resource) -> tuple[str, ...]:
-    """Value sets with codes in the procedure's code systems (never drug-name matching)."""
-    systems = {s for s, _c, _d in codings(procedure.get("code")) if isinstance(s, str)}
-    return tuple(
-        vs_id
-        for vs_id, vs in ctx.valuesets.items()
-        if systems & ({s for s, _c in vs.exact} | {s for s, _p in vs.prefixes})
-    )
 
 
 def _newest_active_onsets(ctx: FactContext) -> dict[str, float | None]:

@@ -89,6 +89,11 @@ def _period(resource: Resource, ctx: FactContext, prefix: str) -> tuple[datetime
 def kap_doses(ctx: FactContext, drugs: KapDrugs, until: datetime | None = None) -> list[KapDose]:
     """All KAP doses up to ``until`` (default T0): planned/future doses are not history."""
     limit = until or ctx.t0
+    every = ctx.cached("kap_doses", lambda: _all_kap_doses(ctx, drugs))
+    return [d for d in every if d.start <= limit]
+
+
+def _all_kap_doses(ctx: FactContext, drugs: KapDrugs) -> list[KapDose]:
     meds = medications_by_id(ctx.resources("Medication"))
     doses: list[KapDose] = []
     for record in ctx.resources("MedicationAdministration"):
@@ -101,7 +106,7 @@ def kap_doses(ctx: FactContext, drugs: KapDrugs, until: datetime | None = None) 
     for record in ctx.resources("Procedure"):
         if record.get("status") in _PROCEDURE_STATUSES:
             doses += _procedure_dose(record, ctx, drugs)
-    return sorted((d for d in doses if d.start <= limit), key=lambda d: (d.start, d.ref))
+    return sorted(doses, key=lambda d: (d.start, d.ref))
 
 
 def _dose(

@@ -84,8 +84,12 @@ def _original(quantity: dict[str, Any]) -> str:
 
 def usable_weights(ctx: FactContext) -> list[Weight]:
     """Every usable weight at or before T0, newest first."""
+    return ctx.cached("weights", lambda: _usable_weights(ctx))
+
+
+def _usable_weights(ctx: FactContext) -> list[Weight]:
     weights: list[Weight] = []
-    for observation in ctx.resources("Observation"):
+    for observation in ctx.with_code("Observation", WEIGHT_VS):
         if observation.get("status") not in _USABLE_STATUS:
             continue
         # Validate before reading nested fields: valid R4 guarantees their types.
