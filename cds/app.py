@@ -3,6 +3,7 @@ the audit store and the HTTP client are all built in ``create_app`` or its lifes
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -71,6 +72,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             runtime.audit = _open_audit(settings)
             stack.callback(runtime.audit.close)  # we opened it, we close it
         runtime.http_client = await stack.enter_async_context(new_client(settings))
+        # The rule set, value sets and models built above live as long as the process: keep
+        # them out of every garbage collection (a few % per request on large bundles).
+        gc.freeze()
         yield
 
 

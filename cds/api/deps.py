@@ -1,4 +1,8 @@
-"""What routes depend on, as typed ``Annotated`` aliases (one ``Runtime`` lives on app.state)."""
+"""What routes depend on, as typed ``Annotated`` aliases (one ``Runtime`` lives on app.state).
+
+The providers are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in its
+thread pool, which costs more than the whole non-KAP answer.
+"""
 
 from __future__ import annotations
 
@@ -40,39 +44,43 @@ class Runtime:
     http_client: httpx.AsyncClient | None = None
 
 
-def get_runtime(request: Request) -> Runtime:
+def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_settings(request: Request) -> Settings:
-    return get_runtime(request).settings
+async def get_runtime(request: Request) -> Runtime:
+    return _runtime(request)
 
 
-def get_evaluator(request: Request) -> RulesetEvaluator:
-    evaluator = get_runtime(request).evaluator
+async def get_settings(request: Request) -> Settings:
+    return _runtime(request).settings
+
+
+async def get_evaluator(request: Request) -> RulesetEvaluator:
+    evaluator = _runtime(request).evaluator
     if evaluator is None:
         raise RuntimeError("evaluator not built: the app lifespan has not run")
     return evaluator
 
 
-def get_audit(request: Request) -> AuditSink:
-    audit = get_runtime(request).audit
+async def get_audit(request: Request) -> AuditSink:
+    audit = _runtime(request).audit
     if audit is None:
         raise RuntimeError("audit store not open: the app lifespan has not run")
     return audit
 
 
-def get_clock(request: Request) -> Clock:
-    return get_runtime(request).clock
+async def get_clock(request: Request) -> Clock:
+    return _runtime(request).clock
 
 
-def get_metrics(request: Request) -> Metrics:
-    return get_runtime(request).metrics
+async def get_metrics(request: Request) -> Metrics:
+    return _runtime(request).metrics
 
 
-def get_http_client(request: Request) -> httpx.AsyncClient | None:
-    return get_runtime(request).http_client
+async def get_http_client(request: Request) -> httpx.AsyncClient | None:
+    return _runtime(request).http_client
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
