@@ -5,6 +5,7 @@ Built once per process (``build_evaluator``); ``evaluate`` does no file or rule 
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,10 +20,13 @@ from cds.facts.context import FactContext, Plan
 from cds.facts.drugs import KapDrugs
 from cds.facts.fhir import ref
 from cds.facts.plan import find_plan
+from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, without_invalid
 from cds.facts.triage import Triage, triage
 from cds.pipeline_types import Evaluation, PatientData
 from cds.ruleset.loader import LoadedRuleSet, load_ruleset
 from cds.ruleset.valuesets import ValueSetIndex
+
+logger = logging.getLogger(__name__)
 
 SERVICE_HOOKS = {
     "kap-order-select": "order-select",
@@ -73,18 +77,44 @@ class RuleEvaluator:
             "version": self.ruleset.digest[:12],
         }
 
-    def triage(self, hook: str, context: dict[str, Any]) -> Triage:
-        return triage(hook, context, self.drugs)
-
     def evaluate(
         self, *, service_id: str, context: dict[str, Any], data: PatientData, now: datetime
     ) -> Evaluation:
         hook = SERVICE_HOOKS[service_id]
+        try:
+            return self._evaluate(hook, context, data, now, [])
+        except MALFORMED_DATA as exc:
+            # Never the message: it may quote patient data.
+            logger.info(
+                "malformed FHIR in a %s request (%s): retrying without invalid resources",
+                hook,
+                type(exc).__name__,
+            )
+        check_context_resources(context)
+        clean, removed = without_invalid(data)
+        return self._evaluate(hook, context, clean, now, removed)
+
+    def triage(self, hook: str, context: dict[str, Any]) -> Triage:
+        try:
+            return triage(hook, context, self.drugs)
+        except MALFORMED_DATA:
+            check_context_resources(context)  # a malformed order or appointment: HTTP 400
+            raise
+
+    def _evaluate(
+        self,
+        hook: str,
+        context: dict[str, Any],
+        data: PatientData,
+        now: datetime,
+        removed: list[tuple[str, str]],
+    ) -> Evaluation:
         ctx = self._context(hook, context, data, now, None)
         plan = find_plan(ctx, self.drugs, now)
         if plan is None:
             return Evaluation([], [], now, False, self.ruleset.digest)
         ctx = self._context(hook, context, data, plan.t0, plan)
+        ctx.invalid.extend(removed)
         facts = build_facts(ctx)
         matches = self.engine.run(_engine_name(hook), facts)
         action_ctx = ActionContext(

@@ -27,10 +27,19 @@ Resource = dict[str, Any]
 
 def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
     """(system, code, display) of every coding in a CodeableConcept (raw JSON)."""
-    if isinstance(concept, dict):
-        for coding in concept.get("coding") or ():
+    if isinstance(concept, dict) and isinstance(concept.get("coding"), list):
+        for coding in concept["coding"]:
             if isinstance(coding, dict):
-                yield coding.get("system"), coding.get("code"), coding.get("display")
+                yield (
+                    _text(coding.get("system")),
+                    _text(coding.get("code")),
+                    _text(coding.get("display")),
+                )
+
+
+def _text(value: Any) -> str | None:
+    """FHIR strings only: a wrong-typed value reads as absent instead of crashing a reader."""
+    return value if isinstance(value, str) else None
 
 
 def concept_text(concept: Any) -> str:

@@ -85,12 +85,15 @@ def _abated_at(condition: Resource, ctx: FactContext) -> datetime | None:
     return None
 
 
-def _is_current(condition: Resource) -> bool:
-    """Clinically active and not abated (a boolean/string abatement has no date)."""
+def _is_current(condition: Resource, ctx: FactContext) -> bool:
+    """Current at T0. A dated abatement decides on its own: a chart exported after the
+    pregnancy ended says "resolved", yet at a T0 before that date the condition held."""
+    abated = _abated_at(condition, ctx)
+    if abated is not None:
+        return abated > ctx.t0
     clinical = status_code(condition.get("clinicalStatus")) or "active"
     return (clinical in _ACTIVE_CLINICAL and condition.get("abatementBoolean") is not True
-            and not condition.get("abatementString") and not condition.get("abatementDateTime")
-            and not condition.get("abatementPeriod") and not condition.get("abatementAge")
+            and not condition.get("abatementString") and not condition.get("abatementAge")
             and not condition.get("abatementRange"))
 
 
@@ -174,7 +177,7 @@ def _pregnancy_conditions(ctx: FactContext, ends: list[Evidence],
     stale: list[Evidence] = []
     for condition in _usable_conditions(ctx, "VS-PREGNANCY"):
         onset, at = _onset(condition, ctx), _asserted_at(condition, ctx)
-        if onset is None or at is None or not _is_current(condition):
+        if onset is None or at is None or not _is_current(condition, ctx):
             continue
         if any(end.at >= onset for end in ends):
             continue  # delivered / ended after this pregnancy began
@@ -243,7 +246,7 @@ def _breastfeeding_conditions(ctx: FactContext) -> list[Evidence]:
     items = []
     for condition in _usable_conditions(ctx, "VS-BREASTFEEDING"):
         at, ended = _asserted_at(condition, ctx), _abated_at(condition, ctx)
-        if _is_current(condition) and at is not None:
+        if _is_current(condition, ctx) and at is not None:
             items.append(Evidence("yes", at, "condition", ref(condition)))
         elif ended is not None and ended <= ctx.t0:
             items.append(Evidence("no", ended, "condition ended", ref(condition)))

@@ -74,7 +74,7 @@ def gather_sync(
 
 def _from_prefetch(value: Json | None) -> KeyResult:
     if value is None:
-        return KeyResult(KeyOutcome.empty)
+        return KeyResult(KeyOutcome.empty, reason="the prefetch value is null")
     if is_operation_outcome(value):
         return KeyResult(KeyOutcome.failed, reason="the EHR sent an OperationOutcome instead")
     return KeyResult(KeyOutcome.prefetched, [value])
@@ -102,7 +102,9 @@ def _index(
 
 
 def _require(service: ServiceDescriptor, results: dict[str, KeyResult]) -> None:
-    unavailable = (KeyOutcome.failed, KeyOutcome.missing)
+    # "No data" is fine for an optional key, but a required one (the patient) must exist: a
+    # patient the EHR does not have cannot be evaluated (HTTP 412, not cards about nobody).
+    unavailable = (KeyOutcome.failed, KeyOutcome.missing, KeyOutcome.empty)
     missing = [k for k in sorted(service.required_keys) if results[k].outcome in unavailable]
     if missing:
         reasons = "; ".join(f"{k}: {results[k].reason}" for k in missing)
@@ -165,8 +167,8 @@ async def _fetch_key(
     if not fetched.complete:
         logger.warning("prefetch key %s has more than fhir_max_pages pages", key.name)
         return KeyResult(KeyOutcome.failed, fetched.values, "more pages than fhir_max_pages")
-    if not fetched.values:
-        return KeyResult(KeyOutcome.empty)  # a read of a resource the server does not have
+    if not fetched.values:  # a read of a resource the server does not have
+        return KeyResult(KeyOutcome.empty, reason="the FHIR server does not have it")
     return KeyResult(KeyOutcome.fetched, fetched.values)
 
 
