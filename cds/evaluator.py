@@ -22,20 +22,13 @@ from cds.facts.fhir import ref
 from cds.facts.plan import find_plan
 from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, without_invalid
 from cds.facts.triage import Triage, triage
+from cds.hooks.registry import service
 from cds.pipeline_types import Evaluation, PatientData
 from cds.ruleset.loader import LoadedRuleSet, load_ruleset
 from cds.ruleset.valuesets import ValueSetIndex
 
 logger = logging.getLogger(__name__)
 
-SERVICE_HOOKS = {
-    "kap-order-select": "order-select",
-    "kap-order-sign": "order-sign",
-    "kap-appointment-book": "appointment-book",
-    "kap-encounter-start": "encounter-start",
-    "kap-encounter-discharge": "encounter-discharge",
-    "kap-patient-view": "patient-view",
-}
 
 # Value sets the fact builders name in code (rule files name theirs; the loader checks those).
 REQUIRED_VALUESETS = (
@@ -80,7 +73,7 @@ class RuleEvaluator:
     def evaluate(
         self, *, service_id: str, context: dict[str, Any], data: PatientData, now: datetime
     ) -> Evaluation:
-        hook = SERVICE_HOOKS[service_id]
+        hook = service(service_id).hook
         try:
             return self._evaluate(hook, context, data, now, [])
         except MALFORMED_DATA as exc:
@@ -130,7 +123,7 @@ class RuleEvaluator:
         self, service_id: str, context: dict[str, Any], data: PatientData, now: datetime
     ) -> list[dict[str, Any]]:
         """The facts an evaluation would post (for `kap-cds evaluate --facts` and tests)."""
-        hook = SERVICE_HOOKS[service_id]
+        hook = service(service_id).hook
         plan = find_plan(self._context(hook, context, data, now, None), self.drugs, now)
         if plan is None:
             return []

@@ -107,7 +107,7 @@ def _condition_fact(
     abated = _abated_by(condition, ctx)
     onset = _onset(condition, ctx)
     vs = ctx.valuesets[vs_id]
-    code = next((c for s, c, _d in _codings(condition) if vs.matches_coding(s, c)), None)
+    code = next((c for s, c, _d in codings(condition.get("code")) if vs.matches_coding(s, c)), None)
     return {
         "t": "condition",
         "vs": vs_id,
@@ -123,15 +123,6 @@ def _condition_fact(
         "uncontrolled": _uncontrolled(condition),
         "after_kap_start": bool(onset and first_kap and onset > first_kap),
     }
-
-
-def _codings(resource: Resource) -> list[tuple[Any, Any, Any]]:
-    concept = resource.get("code") or {}
-    return [
-        (c.get("system"), c.get("code"), c.get("display"))
-        for c in concept.get("coding") or ()
-        if isinstance(c, dict)
-    ]
 
 
 def _onset(condition: Resource, ctx: FactContext) -> datetime | None:

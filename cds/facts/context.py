@@ -113,7 +113,8 @@ class FactContext:
                 )
             else:
                 found = frozenset(
-                    vs_id for vs_id, vs in self.valuesets.items()
+                    vs_id
+                    for vs_id, vs in self.valuesets.items()
                     if any(vs.matches_coding(s, c) for s, c, _d in codings(concept))
                 )
             self._coded[key] = found
@@ -147,5 +148,6 @@ class FactContext:
         if vs.name_pattern is None:
             return False
         coded = list(codings(concept))
-        return vs.matches_text(" ".join(filter(None, [concept_text(concept),
-                                                      *(c[2] or "" for c in coded)])))
+        return vs.matches_text(
+            " ".join(filter(None, [concept_text(concept), *(c[2] or "" for c in coded)]))
+        )

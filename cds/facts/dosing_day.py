@@ -28,6 +28,7 @@ from cds.facts.fhir import (
     display_time,
     hours_between,
     minutes_between,
+    observation_time,
     parse_time,
     ref,
     reference_id,
@@ -59,17 +60,6 @@ class Obs:
     resource: Resource
 
 
-def observed_at(observation: Resource, tz: ZoneInfo) -> datetime | None:
-    """Catalog 3.2: effectiveDateTime, else effectivePeriod.end, else issued."""
-    period = observation.get("effectivePeriod") or {}
-    for value in (observation.get("effectiveDateTime"), period.get("end"),
-                  observation.get("issued")):
-        moment = parse_time(value, tz)
-        if moment:
-            return moment
-    return None
-
-
 def observations(ctx: FactContext, *vs_ids: str) -> list[Obs]:
     """Usable observations coded in any of the value sets, oldest first."""
     found = []
@@ -77,7 +67,7 @@ def observations(ctx: FactContext, *vs_ids: str) -> list[Obs]:
     for observation in candidates.values():
         if observation.get("status") not in _USABLE:
             continue
-        when = observed_at(observation, ctx.tz)
+        when = observation_time(observation, ctx.tz)
         if when and ctx.valid(observation):
             found.append(Obs(when, observation))
     return sorted(found, key=lambda o: o.when)
@@ -88,8 +78,11 @@ def _has_systolic(observation: Resource) -> bool:
     placeholder the EHR created, not a measurement)."""
     if _is_systolic(observation.get("code")) and observation.get("valueQuantity"):
         return True
-    return any(_is_systolic(c.get("code")) and c.get("valueQuantity")
-               for c in observation.get("component") or () if isinstance(c, dict))
+    return any(
+        _is_systolic(c.get("code")) and c.get("valueQuantity")
+        for c in observation.get("component") or ()
+        if isinstance(c, dict)
+    )
 
 
 def _is_systolic(concept: Any) -> bool:
@@ -97,8 +90,11 @@ def _is_systolic(concept: Any) -> bool:
 
 
 def bp_times(ctx: FactContext) -> list[datetime]:
-    return [o.when for o in observations(ctx, "VS-BP-PANEL", "VS-BP-SYSTOLIC")
-            if _has_systolic(o.resource)]
+    return [
+        o.when
+        for o in observations(ctx, "VS-BP-PANEL", "VS-BP-SYSTOLIC")
+        if _has_systolic(o.resource)
+    ]
 
 
 def _local_day(moment: datetime, tz: ZoneInfo) -> date:
@@ -120,9 +116,11 @@ def todays_sessions(ctx: FactContext) -> list[Session]:
     """The KAP sessions of this encounter or of T0's local day, up to T0."""
     encounter_id = str(ctx.context.get("encounterId") or "")
     day = _local_day(ctx.t0, ctx.tz)
-    doses = [d for d in kap_doses(ctx, _drugs(ctx), until=ctx.t0)
-             if (encounter_id and d.encounter_id == encounter_id)
-             or _local_day(d.start, ctx.tz) == day]
+    doses = [
+        d
+        for d in kap_doses(ctx, _drugs(ctx), until=ctx.t0)
+        if (encounter_id and d.encounter_id == encounter_id) or _local_day(d.start, ctx.tz) == day
+    ]
     return aggregate(doses, ctx.policy.number("session_window_minutes"))
 
 
@@ -149,8 +147,14 @@ def observe_until(session: Session, policy: Policy) -> datetime:
     return session.end + timedelta(minutes=policy.number("ketamine_observation_minutes"))
 
 
-def monitoring_missing(session: Session, t0: datetime, bps: Iterable[datetime],
-                       spo2: Iterable[datetime], policy: Policy, tz: ZoneInfo) -> list[str]:
+def monitoring_missing(
+    session: Session,
+    t0: datetime,
+    bps: Iterable[datetime],
+    spo2: Iterable[datetime],
+    policy: Policy,
+    tz: ZoneInfo,
+) -> list[str]:
     """KAP-QUAL-008: monitoring items not documented for a session ending at T0 (discharge).
 
     Esketamine (REMS monitoring form): BP before the first device (same local day), BP 30-50 min
@@ -163,8 +167,7 @@ def monitoring_missing(session: Session, t0: datetime, bps: Iterable[datetime],
     pre = any(b <= start and _local_day(b, tz) == day for b in times)
     post = [b for b in times if b > start]
     if session.drug != "esketamine":
-        return [item for item, ok in (("pre-dose BP", pre), ("post-dose BP", bool(post)))
-                if not ok]
+        return [item for item, ok in (("pre-dose BP", pre), ("post-dose BP", bool(post))) if not ok]
     window_from = start + timedelta(minutes=policy.number("post_dose_bp_from_minutes"))
     window_to = start + timedelta(minutes=policy.number("post_dose_bp_to_minutes"))
     checks = (
@@ -179,8 +182,10 @@ def monitoring_missing(session: Session, t0: datetime, bps: Iterable[datetime],
 def _stability_documented(ctx: FactContext, start: datetime) -> bool:
     """A "clinically stable" assessment after the first dose and by T0 (an assessment from
     before the dose says nothing about the patient's post-dose state)."""
-    return any(start <= o.when <= ctx.t0 and o.resource.get("valueBoolean") is True
-               for o in observations(ctx, "VS-POST-DOSE-STABLE"))
+    return any(
+        start <= o.when <= ctx.t0 and o.resource.get("valueBoolean") is True
+        for o in observations(ctx, "VS-POST-DOSE-STABLE")
+    )
 
 
 def build_dosing_session(ctx: FactContext) -> list[Fact]:
@@ -193,21 +198,23 @@ def build_dosing_session(ctx: FactContext) -> list[Fact]:
     bps = bp_times(ctx)
     spo2 = [o.when for o in observations(ctx, "VS-SPO2")]
     missing = monitoring_missing(session, ctx.t0, bps, spo2, policy, tz)
-    return [{
-        "t": "dosing_session",
-        "drug": session.drug,
-        "route": session.route,
-        "start_display": display_time(session.start, tz),
-        "end_display": display_time(session.end, tz),
-        "minutes_since_start": minutes_between(session.start, ctx.t0),
-        "minutes_since_end": minutes_between(session.end, ctx.t0),
-        "observe_until_display": display_time(observe_until(session, policy), tz),
-        "clearance_display": display_time(max(clearance(s, policy, tz) for s in sessions), tz),
-        "stability_documented": _stability_documented(ctx, session.start),
-        "post_dose_vitals": any(session.start < b <= ctx.t0 for b in bps),
-        "monitoring_missing": ", ".join(missing) or None,  # absent = complete
-        "at_home": session.at_home,
-    }]
+    return [
+        {
+            "t": "dosing_session",
+            "drug": session.drug,
+            "route": session.route,
+            "start_display": display_time(session.start, tz),
+            "end_display": display_time(session.end, tz),
+            "minutes_since_start": minutes_between(session.start, ctx.t0),
+            "minutes_since_end": minutes_between(session.end, ctx.t0),
+            "observe_until_display": display_time(observe_until(session, policy), tz),
+            "clearance_display": display_time(max(clearance(s, policy, tz) for s in sessions), tz),
+            "stability_documented": _stability_documented(ctx, session.start),
+            "post_dose_vitals": any(session.start < b <= ctx.t0 for b in bps),
+            "monitoring_missing": ", ".join(missing) or None,  # absent = complete
+            "at_home": session.at_home,
+        }
+    ]
 
 
 # ---- intake -------------------------------------------------------------------------------
@@ -223,8 +230,11 @@ def fasts(drug: str | None, policy: Policy) -> tuple[float, float | None]:
     esk_food = policy.number("esketamine_food_fast_minutes")
     esk_liquid = policy.number("esketamine_liquid_fast_minutes")
     ket_food = policy.number("ketamine_food_fast_hours") * 60
-    ket_liquid = (policy.number("ketamine_clear_liquid_hours") * 60
-                  if policy.flag("ketamine_clear_liquid_rule") else None)
+    ket_liquid = (
+        policy.number("ketamine_clear_liquid_hours") * 60
+        if policy.flag("ketamine_clear_liquid_rule")
+        else None
+    )
     if drug == "esketamine":
         return esk_food, esk_liquid
     if drug == "ketamine":
@@ -241,8 +251,12 @@ def _intake_time(ctx: FactContext, vs_id: str, day: date) -> tuple[datetime, Res
     return None
 
 
-def _intake_fields(prefix: str, found: tuple[datetime, Resource] | None,
-                   fast_minutes: float | None, ctx: FactContext) -> Fact:
+def _intake_fields(
+    prefix: str,
+    found: tuple[datetime, Resource] | None,
+    fast_minutes: float | None,
+    ctx: FactContext,
+) -> Fact:
     if found is None:
         return {}
     moment = found[0]
@@ -265,14 +279,16 @@ def build_intake(ctx: FactContext) -> list[Fact]:
     food, liquid = fasts(plan.drug, ctx.policy)
     solid = _intake_time(ctx, "VS-LAST-SOLID-INTAKE", day)
     drink = _intake_time(ctx, "VS-LAST-LIQUID-INTAKE", day)
-    status_today = any(_local_day(o.when, ctx.tz) == day
-                       for o in observations(ctx, "VS-FASTING-STATUS"))
+    status_today = any(
+        _local_day(o.when, ctx.tz) == day for o in observations(ctx, "VS-FASTING-STATUS")
+    )
     fact: Fact = {
         "t": "intake",
         "documented_today": bool(solid or drink or status_today),
         "food_stop_display": display_time(ctx.t0 - timedelta(minutes=food), ctx.tz),
-        "liquid_stop_display": (display_time(ctx.t0 - timedelta(minutes=liquid), ctx.tz)
-                                if liquid is not None else None),
+        "liquid_stop_display": (
+            display_time(ctx.t0 - timedelta(minutes=liquid), ctx.tz) if liquid is not None else None
+        ),
     }
     fact |= _intake_fields("solid", solid, food, ctx)
     fact |= _intake_fields("liquid", drink, liquid, ctx)
@@ -296,8 +312,11 @@ def _escort_observation(ctx: FactContext, day: date) -> Fact | None:
         if obs.resource.get("valueBoolean") is not True or obs.when >= day_end:
             continue
         if earliest is None or obs.when > earliest:
-            return {"t": "escort", "date_display": display_date(obs.when, ctx.tz),
-                    "ref": ref(obs.resource)}
+            return {
+                "t": "escort",
+                "date_display": display_date(obs.when, ctx.tz),
+                "ref": ref(obs.resource),
+            }
     return None
 
 
@@ -320,8 +339,11 @@ def _has_escort_participant(appointment: Resource) -> bool:
     for participant in appointment.get("participant") or ():
         if not isinstance(participant, dict) or participant.get("status") == "declined":
             continue
-        if any((s, c) == _ESCORT_PARTICIPANT
-               for concept in participant.get("type") or () for s, c, _d in codings(concept)):
+        if any(
+            (s, c) == _ESCORT_PARTICIPANT
+            for concept in participant.get("type") or ()
+            for s, c, _d in codings(concept)
+        ):
             return True
     return False
 
@@ -339,6 +361,11 @@ def build_escort(ctx: FactContext) -> list[Fact]:
     for appointment in _dosing_appointments(ctx, day):
         if _has_escort_participant(appointment):
             start = parse_time(appointment.get("start"), ctx.tz) or ctx.t0
-            return [{"t": "escort", "date_display": display_date(start, ctx.tz),
-                     "ref": ref(appointment)}]
+            return [
+                {
+                    "t": "escort",
+                    "date_display": display_date(start, ctx.tz),
+                    "ref": ref(appointment),
+                }
+            ]
     return []

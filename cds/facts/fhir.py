@@ -86,6 +86,24 @@ def parse_time(value: Any, tz: ZoneInfo) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
+def observation_time(observation: Resource, tz: ZoneInfo) -> datetime | None:
+    """When an Observation holds (catalog 3.2): effective[x] (a period's end, else its start),
+    else ``issued``."""
+    period = observation.get("effectivePeriod")
+    period = period if isinstance(period, dict) else {}
+    for value in (
+        observation.get("effectiveDateTime"),
+        observation.get("effectiveInstant"),
+        period.get("end"),
+        period.get("start"),
+        observation.get("issued"),
+    ):
+        moment = parse_time(value, tz)
+        if moment is not None:
+            return moment
+    return None
+
+
 def ref(resource: Resource) -> str:
     return f"{resource.get('resourceType', 'Resource')}/{resource.get('id', '?')}"
 

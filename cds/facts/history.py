@@ -86,8 +86,14 @@ def build(ctx: FactContext) -> list[Fact]:
     if ctx.plan is None:
         return []
     history = dosing_history(ctx)
-    return [{"t": "history", **_last_session(history, ctx), **_course(history, ctx),
-             **_counts(history, ctx)}]
+    return [
+        {
+            "t": "history",
+            **_last_session(history, ctx),
+            **_course(history, ctx),
+            **_counts(history, ctx),
+        }
+    ]
 
 
 def _last_session(history: History, ctx: FactContext) -> Fact:
@@ -122,8 +128,7 @@ def _counts(history: History, ctx: FactContext) -> Fact:
     # The planned session counts toward the frequency limits; chart open plans no session.
     planned = 0 if ctx.phase == "view" else 1
     return {
-        f"sessions_{days}d": planned + sum(
-            1 for s in history.previous if ctx.t0 - s.start < timedelta(days=days)
-        )
+        f"sessions_{days}d": planned
+        + sum(1 for s in history.previous if ctx.t0 - s.start < timedelta(days=days))
         for days in (7, 42, 365)
     }

@@ -20,7 +20,7 @@ from cds.facts.fhir import (
     concept_text,
     days_between,
     display_date,
-    parse_time,
+    observation_time,
     ref,
 )
 
@@ -33,15 +33,7 @@ USABLE_STATUS = frozenset({"final", "amended", "corrected"})
 
 
 def observed_at(observation: Resource, ctx: FactContext) -> datetime | None:
-    """Catalog 3.2: effectiveDateTime (or instant), else effectivePeriod.end, else issued."""
-    period = observation.get("effectivePeriod") or {}
-    for value in (observation.get("effectiveDateTime"), observation.get("effectiveInstant"),
-                  period.get("end"), period.get("start") if not period.get("end") else None,
-                  observation.get("issued")):
-        moment = parse_time(value, ctx.tz)
-        if moment is not None:
-            return moment
-    return None
+    return observation_time(observation, ctx.tz)
 
 
 def coded_in(concept: Any, ctx: FactContext, vs_id: str) -> bool:
@@ -59,8 +51,9 @@ class Candidate:
     at: datetime
 
 
-def candidates(ctx: FactContext, vs_ids: tuple[str, ...],
-               lookback_days: float | None = None) -> list[Candidate]:
+def candidates(
+    ctx: FactContext, vs_ids: tuple[str, ...], lookback_days: float | None = None
+) -> list[Candidate]:
     """Observations with a usable status, a code in one of ``vs_ids`` and a time at or
     before T0 (and within the look-back when given), newest first. Not validated yet."""
     earliest = ctx.t0 - timedelta(days=lookback_days) if lookback_days is not None else None
@@ -103,7 +96,7 @@ _NEGATIVE_TEXT = re.compile(r"\b(negative|not detected|none detected|absent)\b",
 
 
 def qualitative(observation: Resource, ctx: FactContext) -> str | None:
-    """"positive" / "negative" from the coded value, else the interpretation (POS/NEG), else
+    """ "positive" / "negative" from the coded value, else the interpretation (POS/NEG), else
     plain text; None when the result says neither."""
     concepts = [observation.get("valueCodeableConcept"), *(observation.get("interpretation") or ())]
     for concept in concepts:
@@ -139,8 +132,13 @@ def build_egfr(ctx: FactContext) -> list[Fact]:
         value = quantity(candidate.resource)
         if value is None or not _egfr_unit(value[1]):
             continue
-        return [{**base_fact("egfr", candidate, ctx), "value": value[0],
-                 "display": _loinc_label("eGFR", candidate, ctx)}]
+        return [
+            {
+                **base_fact("egfr", candidate, ctx),
+                "value": value[0],
+                "display": _loinc_label("eGFR", candidate, ctx),
+            }
+        ]
     return []
 
 
@@ -155,15 +153,16 @@ def _short(text: str, limit: int = 40) -> str:
 
 
 def _loinc_label(name: str, candidate: Candidate, ctx: FactContext) -> str:
-    """"eGFR (LOINC 62238-1)": the long LOINC display is unreadable on a card."""
+    """ "eGFR (LOINC 62238-1)": the long LOINC display is unreadable on a card."""
     vs = ctx.valuesets[candidate.vs_id]
-    code = next((c for s, c, _d in codings(candidate.resource.get("code"))
-                 if vs.matches_coding(s, c)), None)
+    code = next(
+        (c for s, c, _d in codings(candidate.resource.get("code")) if vs.matches_coding(s, c)), None
+    )
     return f"{name} (LOINC {code})" if code else name
 
 
 def _substance(observation: Resource) -> str:
-    """"Opiates" from "Opiates [Presence] in Urine by Screen method"."""
+    """ "Opiates" from "Opiates [Presence] in Urine by Screen method"."""
     text = concept_text(observation.get("code")) or "urine drug screen"
     return _short(text.split(" [", 1)[0].strip() or text)
 
@@ -175,8 +174,10 @@ def _substance(observation: Resource) -> str:
 # KAP-CI-020 has one variant per class listed here: add a variant before adding a class, or a
 # positive of that class would never fire.
 _PRESCRIBABLE = (
-    (re.compile(r"opiat|opioid|fentanyl|oxycod|methadon|buprenorph|morphin|codein", re.I),
-     "VS-OPIOID"),
+    (
+        re.compile(r"opiat|opioid|fentanyl|oxycod|methadon|buprenorph|morphin|codein", re.I),
+        "VS-OPIOID",
+    ),
     (re.compile(r"amphet|methylphen", re.I), "VS-STIMULANT"),
     (re.compile(r"benzodiaz", re.I), "VS-BENZODIAZEPINE"),
 )
@@ -185,17 +186,27 @@ _PRESCRIBABLE = (
 def build_drug_screens(ctx: FactContext) -> list[Fact]:
     """Every substance with a positive urine drug screen within the policy look-back (its
     newest positive). A later negative does not erase the recent use the positive shows."""
-    found = candidates(ctx, ("VS-URINE-DRUG-SCREEN",),
-                       ctx.policy.number("drug_screen_lookback_days"))
+    found = candidates(
+        ctx, ("VS-URINE-DRUG-SCREEN",), ctx.policy.number("drug_screen_lookback_days")
+    )
     facts: dict[str, Fact] = {}
     for candidate in valid_newest_first(ctx, found):
         substance = _substance(candidate.resource)
         if substance in facts or qualitative(candidate.resource, ctx) != "positive":
             continue
-        fact = {**base_fact("drug-screen", candidate, ctx), "positive": True,
-                "display": f"{substance} (urine screen): positive"}
-        explained_by = next((vs for pattern, vs in _PRESCRIBABLE
-                             if pattern.search(substance) and vs in ctx.valuesets), None)
+        fact = {
+            **base_fact("drug-screen", candidate, ctx),
+            "positive": True,
+            "display": f"{substance} (urine screen): positive",
+        }
+        explained_by = next(
+            (
+                vs
+                for pattern, vs in _PRESCRIBABLE
+                if pattern.search(substance) and vs in ctx.valuesets
+            ),
+            None,
+        )
         facts[substance] = {**fact, "prescribable_vs": explained_by}
     return list(facts.values())
 

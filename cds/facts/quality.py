@@ -41,8 +41,12 @@ def build(ctx: FactContext) -> list[Fact]:
     if ctx.plan is None:
         return []
     history = dosing_history(ctx)
-    return [*build_consent(ctx), *build_rems(ctx), *build_visits(ctx, history),
-            *build_labs(ctx, history)]
+    return [
+        *build_consent(ctx),
+        *build_rems(ctx),
+        *build_visits(ctx, history),
+        *build_labs(ctx, history),
+    ]
 
 
 # ---- consent (KAP-QUAL-001/002) -----------------------------------------------------------
@@ -87,8 +91,10 @@ def build_consent(ctx: FactContext) -> list[Fact]:
     if not facts:
         return []
     # Best first: valid and covering the plan, then valid, then expired; newest among equals.
-    best = max(facts, key=lambda f: (f["valid"] and f["covers_plan"], f["valid"], f["expired"],
-                                     -f["age_days"]))
+    best = max(
+        facts,
+        key=lambda f: (f["valid"] and f["covers_plan"], f["valid"], f["expired"], -f["age_days"]),
+    )
     return [best]
 
 
@@ -100,8 +106,11 @@ def _is_kap_consent(consent: Resource, ctx: FactContext) -> bool:
     categories = consent.get("category") or ()
     if not any(ctx.in_valueset(c, "VS-CONSENT-KAP") for c in categories):
         return False
-    local = any((system, code) == (_LOCAL_CONSENT, "kap-treatment")
-                for c in categories for system, code, _d in codings(c))
+    local = any(
+        (system, code) == (_LOCAL_CONSENT, "kap-treatment")
+        for c in categories
+        for system, code, _d in codings(c)
+    )
     # LOINC 59284-0 is any patient consent: it must also say it is about KAP.
     return local or bool(_KAP_WORDS.search(_consent_text(consent)))
 
@@ -157,12 +166,19 @@ def _after_end(moment: datetime, end: datetime, raw_end: Any) -> bool:
 
 def _scope(consent: Resource, ctx: FactContext) -> _Scope:
     text = _THERAPY_NAME.sub(" ", _consent_text(consent))
-    drugs = {"esketamine" if m.group(1) or m.group(0).lower() == "spravato" else "ketamine"
-             for m in _DRUG_WORDS.finditer(text)}
-    routes = set() if _ALL_ROUTES.search(text) else {
-        route for route, words in _ROUTE_WORDS.items()
-        if re.search(rf"\b({words})\b", text, re.IGNORECASE)
+    drugs = {
+        "esketamine" if m.group(1) or m.group(0).lower() == "spravato" else "ketamine"
+        for m in _DRUG_WORDS.finditer(text)
     }
+    routes = (
+        set()
+        if _ALL_ROUTES.search(text)
+        else {
+            route
+            for route, words in _ROUTE_WORDS.items()
+            if re.search(rf"\b({words})\b", text, re.IGNORECASE)
+        }
+    )
     kap = KapDrugs(ctx.valuesets[KETAMINE_VS], ctx.valuesets[ESKETAMINE_VS])
     for provision in _provisions(consent.get("provision")):
         for concept in provision.get("code") or ():
@@ -183,19 +199,24 @@ def build_rems(ctx: FactContext) -> list[Fact]:
     # The newest record decides: an enrollment later documented as ended no longer counts.
     if newest is None or not _affirmative(newest.resource, ctx):
         return []
-    return [{"t": "rems", "date_display": display_date(newest.at, ctx.tz),
-             "ref": ref(newest.resource)}]
+    return [
+        {"t": "rems", "date_display": display_date(newest.at, ctx.tz), "ref": ref(newest.resource)}
+    ]
 
 
 def _affirmative(observation: Resource, ctx: FactContext) -> bool:
     return observation.get("valueBoolean") is True or coded_in(
-        observation.get("valueCodeableConcept"), ctx, "VS-ANSWER-YES")
+        observation.get("valueCodeableConcept"), ctx, "VS-ANSWER-YES"
+    )
 
 
 # ---- visits (KAP-QUAL-004/005) ------------------------------------------------------------
 
-_VISIT_KINDS = (("preparation", "VS-KAP-PREPARATION"), ("dosing", "VS-KAP-DOSING"),
-                ("integration", "VS-KAP-INTEGRATION"))
+_VISIT_KINDS = (
+    ("preparation", "VS-KAP-PREPARATION"),
+    ("dosing", "VS-KAP-DOSING"),
+    ("integration", "VS-KAP-INTEGRATION"),
+)
 _APPOINTMENT_STATUSES = {"booked", "arrived", "checked-in", "fulfilled"}
 _ENCOUNTER_STATUSES = {"planned", "arrived", "triaged", "in-progress", "onleave", "finished"}
 
@@ -215,8 +236,13 @@ def build_visits(ctx: FactContext, history: History) -> list[Fact]:
     return facts
 
 
-def _visit_facts(resource: Resource, concepts: list[Any], start: datetime | None,
-                 ctx: FactContext, history: History) -> list[Fact]:
+def _visit_facts(
+    resource: Resource,
+    concepts: list[Any],
+    start: datetime | None,
+    ctx: FactContext,
+    history: History,
+) -> list[Fact]:
     if start is None:
         return []
     kinds = [kind for kind, vs in _VISIT_KINDS if any(ctx.in_valueset(c, vs) for c in concepts)]
@@ -224,9 +250,17 @@ def _visit_facts(resource: Resource, concepts: list[Any], start: datetime | None
         return []
     last = history.last
     after = days_between(last.start, start) if last and start >= last.start else None
-    return [{"t": "visit", "kind": kind, "days_ago": days_between(start, ctx.t0),
-             "after_last_session_days": after, "date_display": display_date(start, ctx.tz),
-             "ref": ref(resource)} for kind in kinds]
+    return [
+        {
+            "t": "visit",
+            "kind": kind,
+            "days_ago": days_between(start, ctx.t0),
+            "after_last_session_days": after,
+            "date_display": display_date(start, ctx.tz),
+            "ref": ref(resource),
+        }
+        for kind in kinds
+    ]
 
 
 # ---- depression score and liver tests -----------------------------------------------------

@@ -45,23 +45,35 @@ def _newest(items: list[Evidence]) -> Evidence | None:
 
 
 def _fact(kind: str, evidence: Evidence, ctx: FactContext) -> Fact:
-    return {"t": kind, "status": evidence.status, "days_ago": days_between(evidence.at, ctx.t0),
-            "date_display": display_date(evidence.at, ctx.tz), "ref": evidence.ref}
+    return {
+        "t": kind,
+        "status": evidence.status,
+        "days_ago": days_between(evidence.at, ctx.t0),
+        "date_display": display_date(evidence.at, ctx.tz),
+        "ref": evidence.ref,
+    }
 
 
 # ---- Conditions and Procedures -----------------------------------------------------------
 
 
 def _usable_conditions(ctx: FactContext, vs_id: str) -> list[Resource]:
-    return [c for c in ctx.resources("Condition")
-            if status_code(c.get("verificationStatus")) not in _UNUSABLE_VERIFICATION
-            and ctx.in_valueset(c.get("code"), vs_id) and ctx.valid(c)]
+    return [
+        c
+        for c in ctx.resources("Condition")
+        if status_code(c.get("verificationStatus")) not in _UNUSABLE_VERIFICATION
+        and ctx.in_valueset(c.get("code"), vs_id)
+        and ctx.valid(c)
+    ]
 
 
 def _onset(condition: Resource, ctx: FactContext) -> datetime | None:
     period = condition.get("onsetPeriod") or {}
-    for value in (condition.get("onsetDateTime"), period.get("start"),
-                  condition.get("recordedDate")):
+    for value in (
+        condition.get("onsetDateTime"),
+        period.get("start"),
+        condition.get("recordedDate"),
+    ):
         moment = parse_time(value, ctx.tz)
         if moment is not None:
             return moment
@@ -92,9 +104,13 @@ def _is_current(condition: Resource, ctx: FactContext) -> bool:
     if abated is not None:
         return abated > ctx.t0
     clinical = status_code(condition.get("clinicalStatus")) or "active"
-    return (clinical in _ACTIVE_CLINICAL and condition.get("abatementBoolean") is not True
-            and not condition.get("abatementString") and not condition.get("abatementAge")
-            and not condition.get("abatementRange"))
+    return (
+        clinical in _ACTIVE_CLINICAL
+        and condition.get("abatementBoolean") is not True
+        and not condition.get("abatementString")
+        and not condition.get("abatementAge")
+        and not condition.get("abatementRange")
+    )
 
 
 def _pregnancy_ends(ctx: FactContext) -> list[Evidence]:
@@ -103,19 +119,24 @@ def _pregnancy_ends(ctx: FactContext) -> list[Evidence]:
     for condition in _usable_conditions(ctx, "VS-PREGNANCY-END"):
         at = _asserted_at(condition, ctx)
         if at is not None:
-            ends.append(Evidence("not-pregnant", at, _label(condition, "end of pregnancy"),
-                                 ref(condition)))
+            ends.append(
+                Evidence("not-pregnant", at, _label(condition, "end of pregnancy"), ref(condition))
+            )
     for procedure in ctx.resources("Procedure"):
         if procedure.get("status") != "completed":
             continue
         if not ctx.in_valueset(procedure.get("code"), "VS-PREGNANCY-END-PROCEDURE"):
             continue
         period = procedure.get("performedPeriod") or {}
-        at = parse_time(procedure.get("performedDateTime") or period.get("end")
-                        or period.get("start"), ctx.tz)
+        at = parse_time(
+            procedure.get("performedDateTime") or period.get("end") or period.get("start"), ctx.tz
+        )
         if at is not None and at <= ctx.t0 and ctx.valid(procedure):
-            ends.append(Evidence("not-pregnant", at, _label(procedure, "delivery/termination"),
-                                 ref(procedure)))
+            ends.append(
+                Evidence(
+                    "not-pregnant", at, _label(procedure, "delivery/termination"), ref(procedure)
+                )
+            )
     return ends
 
 
@@ -130,9 +151,11 @@ def _label(resource: Resource, fallback: str) -> str:
 def _status_observation(observation: Resource, vs_id: str, ctx: FactContext) -> str | None:
     if vs_id == "VS-PREGNANCY-STATUS":
         value = observation.get("valueCodeableConcept")
-        for answer, status in (("VS-ANSWER-PREGNANT", "pregnant"),
-                               ("VS-ANSWER-NOT-PREGNANT", "not-pregnant"),
-                               ("VS-ANSWER-UNKNOWN", "unknown")):
+        for answer, status in (
+            ("VS-ANSWER-PREGNANT", "pregnant"),
+            ("VS-ANSWER-NOT-PREGNANT", "not-pregnant"),
+            ("VS-ANSWER-UNKNOWN", "unknown"),
+        ):
             if coded_in(value, ctx, answer):
                 return status
         return None
@@ -155,8 +178,9 @@ def _quantitative_hcg(observation: Resource, ctx: FactContext) -> str | None:
 
 def _pregnancy_observations(ctx: FactContext, lookback: float) -> list[Evidence]:
     """The newest observation that says something (older ones cannot win anyway)."""
-    found = candidates(ctx, ("VS-PREGNANCY-STATUS", "VS-HCG-QUALITATIVE", "VS-HCG-QUANTITATIVE"),
-                       lookback)
+    found = candidates(
+        ctx, ("VS-PREGNANCY-STATUS", "VS-HCG-QUALITATIVE", "VS-HCG-QUANTITATIVE"), lookback
+    )
     for candidate in valid_newest_first(ctx, found):
         status = _status_observation(candidate.resource, candidate.vs_id, ctx)
         if status is not None:
@@ -171,8 +195,9 @@ class _PregnancyConditions:
     stale: list[Evidence]  # current pregnancy Conditions older than the look-back
 
 
-def _pregnancy_conditions(ctx: FactContext, ends: list[Evidence],
-                          earliest: datetime) -> _PregnancyConditions:
+def _pregnancy_conditions(
+    ctx: FactContext, ends: list[Evidence], earliest: datetime
+) -> _PregnancyConditions:
     recent: list[Evidence] = []
     stale: list[Evidence] = []
     for condition in _usable_conditions(ctx, "VS-PREGNANCY"):
@@ -212,8 +237,13 @@ def build_pregnancy(ctx: FactContext) -> list[Fact]:
         shown = Evidence("unknown", stale.at, stale.source, stale.ref)  # no in-window answer
     else:
         return []
-    return [{**_fact("pregnancy", shown, ctx), "source_display": shown.source,
-             "stale_condition": stale is not None}]
+    return [
+        {
+            **_fact("pregnancy", shown, ctx),
+            "source_display": shown.source,
+            "stale_condition": stale is not None,
+        }
+    ]
 
 
 # ---- breastfeeding -----------------------------------------------------------------------

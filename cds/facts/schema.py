@@ -65,14 +65,19 @@ _TYPES = [
         "The KAP dose being ordered, booked, started, ended or (patient-view) most recently "
         "planned. Exactly one per evaluation of a KAP request.",
         {
-            "phase": _e("order (order-select/sign), book, session (encounter-start), "
-                        "discharge (encounter-discharge), view (patient-view)", *PHASES),
+            "phase": _e(
+                "order (order-select/sign), book, session (encounter-start), "
+                "discharge (encounter-discharge), view (patient-view)",
+                *PHASES,
+            ),
             "drug": _e("ketamine (racemic, any route) or esketamine", *DRUGS),
             "route": _e("route of administration", *ROUTES),
             "at_display": _s("planned dose time (local)", sample=DATETIME),
             "order_ref": REF,
-            "at_home": _b("self-administered at home (dispense to patient / community "
-                          "category / local at-home flag)"),
+            "at_home": _b(
+                "self-administered at home (dispense to patient / community "
+                "category / local at-home flag)"
+            ),
             "home_dispense": _b("the order dispenses the drug to the patient"),
             "indication_mdsi": _b("reasonCode is MDD with suicidal ideation (VS-MDD-SI)"),
             "age_years": _n("patient age in years at T0", sample="120"),
@@ -83,10 +88,16 @@ _TYPES = [
         "Demographics at T0.",
         {
             "age_years": _n("age in whole years at T0", sample="120"),
-            "sex": _e("sex for clinical use (falls back to administrative gender)",
-                      "female", "male", "other", "unknown"),
-            "reproductive_potential": _b("female, within the policy age band and no "
-                                         "documented permanent infertility"),
+            "sex": _e(
+                "sex for clinical use (falls back to administrative gender)",
+                "female",
+                "male",
+                "other",
+                "unknown",
+            ),
+            "reproductive_potential": _b(
+                "female, within the policy age band and no documented permanent infertility"
+            ),
             "ref": REF,
         },
     ),
@@ -95,8 +106,11 @@ _TYPES = [
         "The dose of the KAP order (or of today's administrations at session/discharge).",
         {
             "computable": _b("a mg dose could be computed"),
-            "problem": _s("why the dose is not computable (missing route, mL without "
-                          "concentration, unit not convertible, as directed)", sample="x" * 60),
+            "problem": _s(
+                "why the dose is not computable (missing route, mL without "
+                "concentration, unit not convertible, as directed)",
+                sample="x" * 60,
+            ),
             "mg": _n("total mg per session (supplemental doses summed)"),
             "mg_per_kg": _n("mg per kg of the newest usable weight", sample="99.99"),
             "weight_based": _b("the order itself is written in mg/kg"),
@@ -121,10 +135,13 @@ _TYPES = [
             "display": _s("display of the diagnosis", sample="x" * 50),
             "date_display": _s("onset or recorded date", sample=DATE),
             "ref": REF,
-            "uncontrolled": _b("qualified uncontrolled: local code urn:kap-cds:condition-qualifier"
-                               "#uncontrolled in code or severity, or the word in its text"),
-            "after_kap_start": _b("onset (or recordedDate) is after the patient's first "
-                                  "recorded KAP dose"),
+            "uncontrolled": _b(
+                "qualified uncontrolled: local code urn:kap-cds:condition-qualifier"
+                "#uncontrolled in code or severity, or the word in its text"
+            ),
+            "after_kap_start": _b(
+                "onset (or recordedDate) is after the patient's first recorded KAP dose"
+            ),
         },
     ),
     FactType(
@@ -133,19 +150,28 @@ _TYPES = [
         "cancelled, entered-in-error and not-taken records produce no fact.",
         {
             "vs": _vs("value set the medication matched"),
-            "active": _b("active MedicationRequest, or active/intended MedicationStatement "
-                         "not ended before T0"),
+            "active": _b(
+                "active MedicationRequest, or active/intended MedicationStatement "
+                "not ended before T0"
+            ),
             "on_hold": _b("MedicationRequest status on-hold"),
-            "source": _e("resource type", "MedicationRequest", "MedicationStatement",
-                         "MedicationAdministration"),
+            "source": _e(
+                "resource type",
+                "MedicationRequest",
+                "MedicationStatement",
+                "MedicationAdministration",
+            ),
             "route": _e("route when recorded", *ROUTES),
             "minutes_before": _n("administrations: minutes between the dose and T0"),
             "name": _s("medication name", sample="x" * 50),
             "ref": REF,
-            "daily_mg": _n("prescribed maximum mg per day, when the dose (mg) and timing are "
-                           "structured", sample="9999.9"),
-            "diazepam_eq_mg_day": _n("benzodiazepines: daily_mg as diazepam-equivalent mg/day",
-                                     sample="9999.9"),
+            "daily_mg": _n(
+                "prescribed maximum mg per day, when the dose (mg) and timing are structured",
+                sample="9999.9",
+            ),
+            "diazepam_eq_mg_day": _n(
+                "benzodiazepines: daily_mg as diazepam-equivalent mg/day", sample="9999.9"
+            ),
         },
     ),
     FactType(
@@ -156,8 +182,10 @@ _TYPES = [
         {
             "vs": _vs("value set the procedure code matched"),
             "days_ago": _n("days before T0 (performed date; absent when undated)", sample="99999"),
-            "after_onset_of": _vs("a condition value set: the procedure was done on or after the "
-                                  "onset of every active Condition in it"),
+            "after_onset_of": _vs(
+                "a condition value set: the procedure was done on or after the "
+                "onset of every active Condition in it"
+            ),
             "date_display": _s("when performed", sample=DATE),
             "ref": REF,
         },
@@ -192,8 +220,11 @@ _TYPES = [
             "days_ago": _n("days before T0", sample="9999"),
             "unit_inferred": _b("unit was missing or free text (e.g. 'lbs') and was inferred"),
             "original": _s("value and unit as recorded", sample="999.9 [lb_av]"),
-            "change_pct": _n("percent change vs the previous usable weight within the "
-                             "policy window (absent when none)", sample="999.9"),
+            "change_pct": _n(
+                "percent change vs the previous usable weight within the "
+                "policy window (absent when none)",
+                sample="999.9",
+            ),
             "date_display": _s("when measured", sample=DATE),
             "ref": REF,
         },
@@ -228,12 +259,17 @@ _TYPES = [
             "kind": _e("which lab", "egfr", "lft", "drug-screen", "depression-score"),
             "value": _n("numeric value when numeric", sample="999.9"),
             "positive": _b("qualitative positive (drug screen)"),
-            "prescribable_vs": _vs("drug screen: medication class whose prescription can "
-                                   "explain the positive (absent: none can, e.g. cocaine)"),
+            "prescribable_vs": _vs(
+                "drug screen: medication class whose prescription can "
+                "explain the positive (absent: none can, e.g. cocaine)"
+            ),
             "days_ago": _n("days before T0", sample="999"),
             "since_course_start": _b("taken on or after the current course's first session"),
-            "course_day": _n("days from the current course's first session to the result "
-                             "(absent when before it)", sample="999"),
+            "course_day": _n(
+                "days from the current course's first session to the result "
+                "(absent when before it)",
+                sample="999",
+            ),
             "display": _s("what it is", sample="x" * 40),
             "date_display": _s("when", sample=DATE),
             "ref": REF,
@@ -254,12 +290,15 @@ _TYPES = [
             "course_sessions": _n("prior sessions in the current course", sample="999"),
             "course_days": _n("days since the current course's first session", sample="999"),
             "course_week": _n("week of the course T0 falls in (1 = first week)", sample="99"),
-            "sessions_7d": _n("sessions in the 7 days before T0, plus the planned one",
-                              sample="99"),
-            "sessions_42d": _n("sessions in the 42 days before T0, plus the planned one",
-                               sample="99"),
-            "sessions_365d": _n("sessions in the 365 days before T0, plus the planned one",
-                                sample="999"),
+            "sessions_7d": _n(
+                "sessions in the 7 days before T0, plus the planned one", sample="99"
+            ),
+            "sessions_42d": _n(
+                "sessions in the 42 days before T0, plus the planned one", sample="99"
+            ),
+            "sessions_365d": _n(
+                "sessions in the 365 days before T0, plus the planned one", sample="999"
+            ),
             "course_had_56mg": _b("esketamine: a 56 mg session earlier in this course"),
             "course_months": _n("months of continuous treatment in this course", sample="99"),
         },
@@ -279,8 +318,9 @@ _TYPES = [
             "clearance_display": _s("driving clearance time by policy", sample=DATETIME),
             "stability_documented": _b("a post-dose stability assessment is recorded"),
             "post_dose_vitals": _b("at least one BP after the first administration"),
-            "monitoring_missing": _s("monitoring items not documented, comma separated",
-                                     sample="x" * 60),
+            "monitoring_missing": _s(
+                "monitoring items not documented, comma separated", sample="x" * 60
+            ),
             "at_home": _b("self-administered at home"),
         },
     ),
@@ -289,26 +329,35 @@ _TYPES = [
         "Food and liquid intake documented for the dosing day.",
         {
             "documented_today": _b("fasting status or last-intake time recorded today"),
-            "solid_minutes_before": _n("minutes from last solid food to the planned dose",
-                                       sample="9999"),
-            "liquid_minutes_before": _n("minutes from last liquid to the planned dose",
-                                        sample="9999"),
+            "solid_minutes_before": _n(
+                "minutes from last solid food to the planned dose", sample="9999"
+            ),
+            "liquid_minutes_before": _n(
+                "minutes from last liquid to the planned dose", sample="9999"
+            ),
             "solid_display": _s("last solid food time", sample=DATETIME),
             "liquid_display": _s("last liquid time", sample=DATETIME),
-            "food_ok_display": _s("earliest dose time given the policy food fast",
-                                  sample=DATETIME),
-            "liquid_ok_display": _s("earliest dose time given the policy liquid fast",
-                                    sample=DATETIME),
+            "food_ok_display": _s("earliest dose time given the policy food fast", sample=DATETIME),
+            "liquid_ok_display": _s(
+                "earliest dose time given the policy liquid fast", sample=DATETIME
+            ),
             # Hours too: ketamine_food_fast_hours / ketamine_clear_liquid_hours are in hours
             # and conditions cannot convert units.
-            "solid_hours_before": _n("hours from last solid food to the planned dose",
-                                     sample="999.99"),
-            "liquid_hours_before": _n("hours from last liquid to the planned dose",
-                                      sample="999.99"),
-            "food_stop_display": _s("no food after this time (planned dose minus the policy "
-                                    "food fast for the plan's drug)", sample=DATETIME),
-            "liquid_stop_display": _s("no liquids after this time (absent when the drug's "
-                                      "policy has no liquid fast)", sample=DATETIME),
+            "solid_hours_before": _n(
+                "hours from last solid food to the planned dose", sample="999.99"
+            ),
+            "liquid_hours_before": _n(
+                "hours from last liquid to the planned dose", sample="999.99"
+            ),
+            "food_stop_display": _s(
+                "no food after this time (planned dose minus the policy "
+                "food fast for the plan's drug)",
+                sample=DATETIME,
+            ),
+            "liquid_stop_display": _s(
+                "no liquids after this time (absent when the drug's policy has no liquid fast)",
+                sample=DATETIME,
+            ),
         },
     ),
     FactType(
@@ -342,8 +391,10 @@ _TYPES = [
         {
             "kind": _e("visit type", "preparation", "dosing", "integration"),
             "days_ago": _n("days before T0 (negative = in the future)", sample="-999"),
-            "after_last_session_days": _n("days after the previous dosing session "
-                                          "(absent when before it or no session)", sample="99"),
+            "after_last_session_days": _n(
+                "days after the previous dosing session (absent when before it or no session)",
+                sample="99",
+            ),
             "date_display": _s("when", sample=DATE),
             "ref": REF,
         },

@@ -73,13 +73,19 @@ def _paired(systolic: Candidate, diastolics: list[Candidate], ctx: FactContext) 
     sbp = mmhg(systolic.resource.get("valueQuantity"))
     if sbp is None:
         return None
-    near = sorted((d for d in diastolics if abs(d.at - systolic.at) <= PAIR_WINDOW),
-                  key=lambda d: abs(d.at - systolic.at))
+    near = sorted(
+        (d for d in diastolics if abs(d.at - systolic.at) <= PAIR_WINDOW),
+        key=lambda d: abs(d.at - systolic.at),
+    )
     for diastolic in near:
         dbp = mmhg(diastolic.resource.get("valueQuantity"))
         if dbp is not None and ctx.valid(diastolic.resource):
-            return Reading(sbp, dbp, max(systolic.at, diastolic.at),
-                           f"{ref(systolic.resource)}, {ref(diastolic.resource)}")
+            return Reading(
+                sbp,
+                dbp,
+                max(systolic.at, diastolic.at),
+                f"{ref(systolic.resource)}, {ref(diastolic.resource)}",
+            )
     return None
 
 
@@ -105,13 +111,15 @@ def build(ctx: FactContext) -> list[Fact]:
     if reading is None:
         return []
     local_day = ctx.t0.astimezone(ctx.tz).date()
-    return [{
-        "t": "bp",
-        "sbp": reading.sbp,
-        "dbp": reading.dbp,
-        "days_ago": days_between(reading.at, ctx.t0),
-        # Readings after T0 never reach here, so "same day" means earlier today, before T0.
-        "same_day": reading.at.astimezone(ctx.tz).date() == local_day,
-        "date_display": display_time(reading.at, ctx.tz),
-        "ref": reading.ref,
-    }]
+    return [
+        {
+            "t": "bp",
+            "sbp": reading.sbp,
+            "dbp": reading.dbp,
+            "days_ago": days_between(reading.at, ctx.t0),
+            # Readings after T0 never reach here, so "same day" means earlier today, before T0.
+            "same_day": reading.at.astimezone(ctx.tz).date() == local_day,
+            "date_display": display_time(reading.at, ctx.tz),
+            "ref": reading.ref,
+        }
+    ]

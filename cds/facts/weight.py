@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cds.facts.context import FactContext
-from cds.facts.fhir import Resource, display_date, parse_time, ref
+from cds.facts.fhir import Resource, display_date, observation_time, ref
 
 Fact = dict[str, Any]
 
@@ -63,20 +63,6 @@ def to_kg(quantity: Any) -> tuple[float, bool] | None:
     return None
 
 
-def _when(observation: Resource, ctx: FactContext) -> datetime | None:
-    period = observation.get("effectivePeriod") or {}
-    for value in (
-        observation.get("effectiveDateTime"),
-        period.get("end"),
-        period.get("start"),
-        observation.get("issued"),
-    ):
-        moment = parse_time(value, ctx.tz)
-        if moment:
-            return moment
-    return None
-
-
 def _original(quantity: dict[str, Any]) -> str:
     unit = quantity.get("code") or quantity.get("unit") or "(no unit)"
     return f"{quantity.get('value')} {unit}"
@@ -102,7 +88,7 @@ def _usable_weights(ctx: FactContext) -> list[Weight]:
 
 
 def _weight(observation: Resource, ctx: FactContext) -> Weight | None:
-    when = _when(observation, ctx)
+    when = observation_time(observation, ctx.tz)
     quantity = observation.get("valueQuantity")
     converted = to_kg(quantity)
     if when is None or converted is None or not isinstance(quantity, dict):
