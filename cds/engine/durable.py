@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import durable_rules_engine
+import orjson
 from durable import engine as durable_engine
 
 from cds.errors import EngineError
@@ -133,7 +134,11 @@ class DurableEngine:
                 message = dict(fact, sid=sid, id=f"f{index}")  # quirk 4
                 # Quirk 2: "not handled" only means no rule wanted this fact.
                 with contextlib.suppress(durable_engine.MessageNotHandledException):
-                    rules.assert_fact(message)
+                    # Ruleset.assert_fact minus its json.dumps: orjson is several times faster.
+                    result = durable_rules_engine.assert_fact(
+                        rules._handle, orjson.dumps(message).decode()
+                    )
+                    rules._handle_result(result, message)
             self._dispatch(rules)
             state = rules.get_state(sid)
             if "exception" in state:  # quirk 6

@@ -20,6 +20,7 @@ from cds.facts.fhir import (
     status_code,
 )
 from cds.facts.sessions import kap_doses
+from cds.ruleset.valuesets import ValueSet
 
 Fact = dict[str, Any]
 
@@ -35,12 +36,24 @@ _UNCONTROLLED_WORD = re.compile(r"\buncontrolled\b", re.IGNORECASE)
 
 
 def _valuesets_for(ctx: FactContext, systems: set[str], with_names: bool) -> tuple[str, ...]:
-    chosen = []
-    for vs_id, vs in ctx.valuesets.items():
-        vs_systems = {s for s, _c in vs.exact} | {s for s, _p in vs.prefixes}
-        if (vs_systems & systems) or (with_names and vs.name_pattern is not None):
-            chosen.append(vs_id)
-    return tuple(chosen)
+    """Value sets with codes in these systems (and, for medications, the named ones)."""
+    return _valuesets_with(tuple(sorted(systems)), with_names, ctx.valuesets)
+
+
+_CANDIDATES: dict[tuple[int, tuple[str, ...], bool], tuple[str, ...]] = {}
+
+
+def _valuesets_with(systems: tuple[str, ...], with_names: bool,
+                    valuesets: dict[str, ValueSet]) -> tuple[str, ...]:
+    # Depends on the loaded value sets only: computed once per rule set, not per request.
+    key = (id(valuesets), systems, with_names)
+    if key not in _CANDIDATES:
+        _CANDIDATES[key] = tuple(
+            vs_id for vs_id, vs in valuesets.items()
+            if ({s for s, _c in vs.exact} | {s for s, _p in vs.prefixes}) & set(systems)
+            or (with_names and vs.name_pattern is not None)
+        )
+    return _CANDIDATES[key]
 
 
 # ---- conditions -------------------------------------------------------------------------

@@ -146,6 +146,7 @@ class ValueSetIndex:
 
     def __init__(self, valuesets: dict[str, ValueSet], sources: dict[str, ValueSetFile]) -> None:
         self._valuesets = valuesets
+        self._memo: dict[tuple[str, str], frozenset[str]] = {}
         self._by_code: dict[tuple[str, str], set[str]] = {}
         self._prefix_lengths: dict[str, set[int]] = {}
         for vs_id, vs in valuesets.items():
@@ -164,9 +165,20 @@ class ValueSetIndex:
             else None
         )
 
-    def coding_matches(self, system: str | None, code: str | None) -> set[str]:
+    def coding_matches(self, system: str | None, code: str | None) -> frozenset[str]:
+        """The value sets one coding belongs to; remembered, since the same codes recur in
+        every chart (bounded: a chart full of unseen codes cannot grow it without limit)."""
         if not system or not code:
-            return set()
+            return frozenset()
+        key = (system, code)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) > 200_000:
+                self._memo.clear()
+            found = self._memo[key] = frozenset(self._lookup(system, code))
+        return found
+
+    def _lookup(self, system: str, code: str) -> set[str]:
         norm = _norm_code(system, code)
         keys = {(system, norm)} | {(system, norm[:n]) for n in self._prefix_lengths.get(system, ())}
         found = set().union(*(self._by_code.get(k, set()) for k in keys))
