@@ -53,7 +53,7 @@ pre { font: 13px/1.45 ui-monospace, Menlo, Consolas, monospace; background: var(
   overflow-wrap: anywhere; margin: 6px 0 14px; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 14px; font-size: 14px; }
 th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top;
-  overflow-wrap: anywhere; }
+  overflow-wrap: break-word; }  /* words stay whole; only an over-long one breaks */
 td code { white-space: nowrap; }  /* a code is never split; long URLs in text may be */
 th { background: var(--band); font-weight: 600; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 6px 0 14px; }
@@ -173,12 +173,19 @@ def _cell(parts: Cell) -> str:
 
 def _inline(part: Inline) -> str:
     if isinstance(part, str):
-        return escape(part)
+        return _breakable(escape(part))
     if isinstance(part, Code):
         return f"<code>{escape(part.text)}</code>"
     if isinstance(part, Strong):
         return f"<strong>{escape(part.text)}</strong>"
     return _link(part)
+
+
+def _breakable(text: str) -> str:
+    """Let a long code-system URL wrap after its slashes (words elsewhere stay whole)."""
+    if text.startswith(("http://", "https://", "urn:")) and " " not in text:
+        return text.replace("/", "/<wbr>")
+    return text
 
 
 def _link(link: Link) -> str:
