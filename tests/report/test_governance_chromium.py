@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from auditseed import seed
+from live_server import live_server
 
 from cds.audit import open_store
-from cds.config import REPO_ROOT, Settings
+from cds.config import Settings
 
-START_TIMEOUT_SECONDS = 30
 CHROMIUM_TIMEOUT_SECONDS = 90
 
 
@@ -44,13 +39,6 @@ def chromium() -> str:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server_url(tmp_path: Path) -> Iterator[str]:
     database_url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
@@ -65,47 +53,8 @@ def server_url(tmp_path: Path) -> Iterator[str]:
         seed(store)  # KAP-CI-001 fired and was accepted; KAP-CI-901 is not in this rule set
     finally:
         store.close()
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "KAP_CDS_DATABASE_URL": database_url,
-        "KAP_CDS_SPOOL_DIR": str(tmp_path / "spool"),
-    }
-    env.pop("KAP_CDS_TRUSTED_ISSUERS", None)
-    code = (
-        "from cds.api.server import run_server; from cds.config import Settings; "
-        f"run_server(Settings(), host='127.0.0.1', port={port}, workers=1)"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, process)
-        yield url
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=15)
-        assert process.returncode in (0, -signal.SIGTERM), output.decode(errors="replace")
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
-            pytest.fail(f"server exited with {process.returncode}:\n{output}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    pytest.fail("server did not start in time")
+    with live_server(tmp_path, database_url) as server:
+        yield server.url
 
 
 def _chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,15 +9,9 @@ evaluation: a steady RSS is what we can observe).
 from __future__ import annotations
 
 import copy
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +20,7 @@ import httpx
 import orjson
 import pytest
 from fhir_strategies import BASES
-from robust_support import REPO_ROOT
+from live_server import LiveServer, live_server
 from test_third_party_services import AMOXICILLIN
 
 RATE_PER_SECOND = 40
@@ -34,67 +28,10 @@ RSS_MARGIN_KB = 30_000  # allocator and cache warm-up noise; a leak of ~1 KB/req
 FD_MARGIN = 8
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-
-    def rss_kb(self) -> int:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        line = next(x for x in status.splitlines() if x.startswith("VmRSS:"))
-        return int(line.split()[1])
-
-    def open_fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "KAP_CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'audit.sqlite3'}",
-        "KAP_CDS_SPOOL_DIR": str(tmp_path / "spool"),
-    }
-    env.pop("KAP_CDS_TRUSTED_ISSUERS", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cds", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, process)
-        yield Server(url, process)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            _, errors = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, errors = process.communicate()
-        assert b"Traceback" not in errors, errors.decode(errors="replace")[-2000:]
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "kap-cds serve exited at start-up"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    pytest.fail("kap-cds serve did not start within 30 s")
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    with live_server(tmp_path) as running:
+        yield running
 
 
 def _non_kap() -> dict[str, Any]:
@@ -139,7 +76,7 @@ def mix() -> list[tuple[str, bytes, int]]:
     ]
 
 
-def drive(server: Server, seconds: float) -> Counter[str]:
+def drive(server: LiveServer, seconds: float) -> Counter[str]:
     """Requests at a steady RATE_PER_SECOND for ``seconds``; counts outcomes by status."""
     rotation = mix()
     outcomes: Counter[str] = Counter()
@@ -162,7 +99,7 @@ def drive(server: Server, seconds: float) -> Counter[str]:
     return outcomes
 
 
-def soak(server: Server, seconds: float) -> None:
+def soak(server: LiveServer, seconds: float) -> None:
     drive(server, 3)  # warm-up: imports, caches, connection pools, audit writer
     rss_before, fds_before = server.rss_kb(), server.open_fds()
     outcomes = drive(server, seconds)
@@ -180,10 +117,10 @@ def soak(server: Server, seconds: float) -> None:
     assert readiness.status_code == 200 and readiness.json()["audit"] == "ok", readiness.text
 
 
-def test_soak_short(server: Server) -> None:
+def test_soak_short(server: LiveServer) -> None:
     soak(server, 10)
 
 
 @pytest.mark.slow
-def test_soak_long(server: Server) -> None:
+def test_soak_long(server: LiveServer) -> None:
     soak(server, 90)
