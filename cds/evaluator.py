@@ -18,7 +18,7 @@ from cds.errors import RuleLoadError
 from cds.facts.build import build_facts
 from cds.facts.context import FactContext, Plan
 from cds.facts.drugs import KapDrugs
-from cds.facts.fhir import ref
+from cds.facts.fhir import r4b_model, ref
 from cds.facts.plan import find_plan
 from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, without_invalid
 from cds.facts.triage import Triage, triage
@@ -29,6 +29,22 @@ from cds.ruleset.valuesets import ValueSetIndex
 
 logger = logging.getLogger(__name__)
 
+
+# The resource types fact builders validate (fhir.resources imports each model lazily, ~0.1 s).
+READ_TYPES = (
+    "Patient",
+    "Condition",
+    "AllergyIntolerance",
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicationAdministration",
+    "Medication",
+    "Observation",
+    "Procedure",
+    "Consent",
+    "Appointment",
+    "Encounter",
+)
 
 # Value sets the fact builders name in code (rule files name theirs; the loader checks those).
 REQUIRED_VALUESETS = (
@@ -53,6 +69,8 @@ class RuleEvaluator:
         self.ruleset = ruleset
         self.tz = ZoneInfo(timezone)
         self.index = ValueSetIndex(ruleset.valuesets, ruleset.valueset_files)
+        for resource_type in READ_TYPES:
+            r4b_model(resource_type)  # import the models now, not in the first clinical call
         self.drugs = KapDrugs(ruleset.valuesets["VS-KETAMINE"], ruleset.valuesets["VS-ESKETAMINE"])
         self.engine = DurableEngine(
             {_engine_name(h): {v.key: v.durable for v in vs} for h, vs in ruleset.compiled.items()},
