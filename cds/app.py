@@ -51,8 +51,13 @@ def create_app(
         evaluator=evaluator,
         audit=audit,
     )
-    for router in (discovery.router, services.router, feedback.router, health.router,
-                   governance.router):
+    for router in (
+        discovery.router,
+        services.router,
+        feedback.router,
+        health.router,
+        governance.router,
+    ):
         app.include_router(router)
     install_error_handlers(app)
     install_openapi(app)

@@ -43,13 +43,15 @@ def _valuesets_for(ctx: FactContext, systems: set[str], with_names: bool) -> tup
 _CANDIDATES: dict[tuple[int, tuple[str, ...], bool], tuple[str, ...]] = {}
 
 
-def _valuesets_with(systems: tuple[str, ...], with_names: bool,
-                    valuesets: dict[str, ValueSet]) -> tuple[str, ...]:
+def _valuesets_with(
+    systems: tuple[str, ...], with_names: bool, valuesets: dict[str, ValueSet]
+) -> tuple[str, ...]:
     # Depends on the loaded value sets only: computed once per rule set, not per request.
     key = (id(valuesets), systems, with_names)
     if key not in _CANDIDATES:
         _CANDIDATES[key] = tuple(
-            vs_id for vs_id, vs in valuesets.items()
+            vs_id
+            for vs_id, vs in valuesets.items()
             if ({s for s, _c in vs.exact} | {s for s, _p in vs.prefixes}) & set(systems)
             or (with_names and vs.name_pattern is not None)
         )

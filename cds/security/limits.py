@@ -50,8 +50,12 @@ class BodyLimitMiddleware:
         except _ClientGone:
             return
         except (PayloadTooLarge, RequestInvalid) as refused:
-            logger.info("request refused (%s): %s %s", refused.http_status, scope.get("method"),
-                        scope["path"])
+            logger.info(
+                "request refused (%s): %s %s",
+                refused.http_status,
+                scope.get("method"),
+                scope["path"],
+            )
             response = problem_response(refused.code, refused.detail, refused.http_status)
             await response(scope, receive, send)
             return
@@ -144,8 +148,12 @@ class RequestTimeoutMiddleware:
             # A TimeoutError the app raised itself (a socket timeout) is not ours to translate.
             if not deadline.expired():
                 raise
-            logger.warning("request timed out after %ss: %s %s", self.seconds,
-                           scope.get("method"), scope["path"])
+            logger.warning(
+                "request timed out after %ss: %s %s",
+                self.seconds,
+                scope.get("method"),
+                scope["path"],
+            )
             if response_started:
                 raise  # half a response is out: the server can only drop the connection
             detail = f"Request took longer than {self.seconds:g} s"

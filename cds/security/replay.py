@@ -57,5 +57,6 @@ class JtiReplayCache:
         self._expiry.pop(key, None)
         logger.warning(
             "jti replay cache full (%d entries): forgot a token id %.0f s before it expires",
-            self.capacity, expires_at - now,
+            self.capacity,
+            expires_at - now,
         )

@@ -119,14 +119,16 @@ class TokenVerifier:
         # jku is only a hint for which of the issuer's key sets to use; following an arbitrary
         # one would let the token choose the key that verifies it.
         if "jku" in header and header["jku"] != trust.jwks_url:
-            raise TokenRejected("jku not the issuer's configured JWKS URL", iss=trust.iss,
-                                kid=kid, suspicious=True)
+            raise TokenRejected(
+                "jku not the issuer's configured JWKS URL", iss=trust.iss, kid=kid, suspicious=True
+            )
         key = await trust.keys.get(kid)
         if key is None:
             raise TokenRejected("unknown kid", iss=trust.iss, kid=kid)
         if key.alg is not None and key.alg != header["alg"]:
-            raise TokenRejected("alg differs from the key's alg", iss=trust.iss, kid=kid,
-                                suspicious=True)
+            raise TokenRejected(
+                "alg differs from the key's alg", iss=trust.iss, kid=kid, suspicious=True
+            )
         return key
 
     def _decode(
@@ -143,12 +145,14 @@ class TokenVerifier:
                 options={"require": list(REQUIRED_CLAIMS), "verify_sub": False},
             )
         except jwt.InvalidSignatureError as error:
-            raise TokenRejected("bad signature", iss=trust.iss, kid=key.kid,
-                                suspicious=True) from error
+            raise TokenRejected(
+                "bad signature", iss=trust.iss, kid=key.kid, suspicious=True
+            ) from error
         except (jwt.PyJWTError, ValueError, TypeError) as error:
             # PyJWT's messages name the failed check, never the token's content.
-            raise TokenRejected(f"{type(error).__name__}: {error}", iss=trust.iss,
-                                kid=key.kid) from error
+            raise TokenRejected(
+                f"{type(error).__name__}: {error}", iss=trust.iss, kid=key.kid
+            ) from error
         return claims
 
     def _accept(self, claims: dict[str, Any], trust: _Trust, kid: str) -> CdsClient:
@@ -156,8 +160,11 @@ class TokenVerifier:
         if not (_is_number(exp) and _is_number(iat)):
             raise TokenRejected("exp/iat not NumericDate", iss=trust.iss, kid=kid)
         if exp - iat > self.max_lifetime_seconds:
-            raise TokenRejected(f"lifetime {exp - iat:.0f} s over {self.max_lifetime_seconds} s",
-                                iss=trust.iss, kid=kid)
+            raise TokenRejected(
+                f"lifetime {exp - iat:.0f} s over {self.max_lifetime_seconds} s",
+                iss=trust.iss,
+                kid=kid,
+            )
         tenant = claims.get("tenant")
         if trust.tenant is not None and tenant != trust.tenant:
             raise TokenRejected("tenant not allowed for this issuer", iss=trust.iss, kid=kid)

@@ -43,12 +43,21 @@ def at(text: str) -> datetime:
 
 def session(drug: str, *spans: tuple[str, str]) -> Session:
     route = "nasal" if drug == "esketamine" else "iv"
-    return Session([KapDose(at(start), at(end), drug, route, 28.0, f"MedicationAdministration/{i}",
-                            False, "enc") for i, (start, end) in enumerate(spans)])
+    return Session(
+        [
+            KapDose(
+                at(start), at(end), drug, route, 28.0, f"MedicationAdministration/{i}", False, "enc"
+            )
+            for i, (start, end) in enumerate(spans)
+        ]
+    )
 
 
-ESK = session("esketamine", ("2026-11-20T15:00:00+00:00", "2026-11-20T15:00:00+00:00"),
-              ("2026-11-20T15:05:00+00:00", "2026-11-20T15:05:00+00:00"))
+ESK = session(
+    "esketamine",
+    ("2026-11-20T15:00:00+00:00", "2026-11-20T15:00:00+00:00"),
+    ("2026-11-20T15:05:00+00:00", "2026-11-20T15:05:00+00:00"),
+)
 KET = session("ketamine", ("2026-11-20T15:00:00+00:00", "2026-11-20T15:40:00+00:00"))
 
 
@@ -104,8 +113,9 @@ LATE = at("2026-11-20T16:55:00+00:00")
 SPO2 = [at("2026-11-20T15:30:00+00:00")]
 
 
-@pytest.mark.parametrize(("minutes", "complete"),
-                         [(29, False), (30, True), (50, True), (51, False)])
+@pytest.mark.parametrize(
+    ("minutes", "complete"), [(29, False), (30, True), (50, True), (51, False)]
+)
 def test_esketamine_40_minute_bp_window(policy: Policy, minutes: int, complete: bool) -> None:
     post = ESK.start + timedelta(minutes=minutes)
     missing = monitoring_missing(ESK, DISCHARGE, [PRE, post, LATE], SPO2, policy, UTC)
@@ -149,14 +159,16 @@ def test_fasts_by_drug(policy: Policy) -> None:
 # ---- through the evaluator -------------------------------------------------------------------
 
 
-def evaluate(evaluator: RuleEvaluator, settings: Settings, **case: Any) -> tuple[
-        dict[str, str], list[dict[str, Any]]]:
+def evaluate(
+    evaluator: RuleEvaluator, settings: Settings, **case: Any
+) -> tuple[dict[str, str], list[dict[str, Any]]]:
     loaded = Case.model_validate({"description": "test", **case})
     request = CdsRequest.model_validate(build_request(loaded, EXAMPLES))
     data = gather_sync(request, settings)
     now = case_now(loaded)
-    result = evaluator.evaluate(service_id=loaded.service, context=dict(request.context),
-                                data=data, now=now)
+    result = evaluator.evaluate(
+        service_id=loaded.service, context=dict(request.context), data=data, now=now
+    )
     summaries = {c.source.topic.code: c.summary for c in result.cards if c.source.topic}
     facts = evaluator.facts_for(loaded.service, dict(request.context), data, now)
     return summaries, facts
@@ -183,15 +195,17 @@ def test_label_only_policy_gives_next_morning_on_the_card(tmp_path: Path) -> Non
     site = tmp_path / "site-policy.yaml"
     site.write_text("driving_24h_all_routes: false\n", encoding="utf-8")
     settings = Settings(_env_file=None, policy_file=site)
-    summaries, _ = evaluate(build_evaluator(settings), settings,
-                            **discharge("dosing-day-esketamine"))
+    summaries, _ = evaluate(
+        build_evaluator(settings), settings, **discharge("dosing-day-esketamine")
+    )
     assert "until 2026-11-21 06:00" in summaries["KAP-DRV-001"]
 
 
 def test_facility_time_zone_on_the_card() -> None:
     settings = Settings(_env_file=None, facility_timezone="America/New_York")
-    summaries, facts = evaluate(build_evaluator(settings), settings,
-                                **discharge("dosing-day-esketamine"))
+    summaries, facts = evaluate(
+        build_evaluator(settings), settings, **discharge("dosing-day-esketamine")
+    )
     # Last device 15:05 UTC = 10:05 EST; + 24 h is later than 06:00 the next local morning.
     assert "until 2026-11-21 10:05" in summaries["KAP-DRV-001"]
     session_fact = next(f for f in facts if f["t"] == "dosing_session")
@@ -212,14 +226,18 @@ def test_dosing_session_fact_on_the_base_patients(utc: tuple[RuleEvaluator, Sett
 
 def test_fasting_stop_times_on_the_booking_card(utc: tuple[RuleEvaluator, Settings]) -> None:
     appointment = {
-        "resourceType": "Appointment", "id": "appt", "status": "booked",
-        "serviceType": [{"coding": [{"system": "urn:kap-cds:appointment-type",
-                                     "code": "kap-dosing"}]}],
+        "resourceType": "Appointment",
+        "id": "appt",
+        "status": "booked",
+        "serviceType": [
+            {"coding": [{"system": "urn:kap-cds:appointment-type", "code": "kap-dosing"}]}
+        ],
         "start": "2026-11-27T09:30:00+00:00",
         "participant": [{"actor": {"reference": "Patient/pat-eligible"}, "status": "accepted"}],
     }
-    summaries, facts = evaluate(*utc, service="kap-appointment-book", order=None,
-                                appointment=appointment)
+    summaries, facts = evaluate(
+        *utc, service="kap-appointment-book", order=None, appointment=appointment
+    )
     intake = next(f for f in facts if f["t"] == "intake")
     assert intake["food_stop_display"] == "2026-11-27 05:30"
     assert intake["liquid_stop_display"] == "2026-11-27 09:00"
@@ -232,15 +250,22 @@ def test_clear_liquid_rule_when_the_site_adopts_it(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, policy_file=site)
     evaluator = build_evaluator(settings)
     liquid = {
-        "resourceType": "Observation", "id": "last-liquid", "status": "final",
+        "resourceType": "Observation",
+        "id": "last-liquid",
+        "status": "final",
         "code": {"coding": [{"system": "urn:kap-cds:obs", "code": "last-liquid-intake"}]},
         "subject": {"reference": "Patient/pat-eligible"},
         "effectiveDateTime": "2026-11-20T14:45:00+00:00",
         "valueDateTime": "2026-11-20T13:01:00+00:00",  # 1 h 59 min before the 15:00 dose
     }
-    summaries, _ = evaluate(evaluator, settings, service="kap-encounter-start",
-                            patient="dosing-day-ketamine", encounter_id="enc-dosing",
-                            resources=[liquid])
+    summaries, _ = evaluate(
+        evaluator,
+        settings,
+        service="kap-encounter-start",
+        patient="dosing-day-ketamine",
+        encounter_id="enc-dosing",
+        resources=[liquid],
+    )
     assert "Last liquid 1.98 h" in summaries["KAP-FAST-002"]
     summaries, _ = evaluate(evaluator, settings)  # first ketamine order of a course
     assert "no clear liquids after 2026-11-20 13:00" in summaries["KAP-FAST-001"]

@@ -32,16 +32,27 @@ def evaluator() -> RuleEvaluator:
     return build_evaluator(Settings(_env_file=None))  # type: ignore[call-arg]
 
 
-def context(evaluator: RuleEvaluator, resources: list[Json], t0: datetime = T0,
-            tz: str = "UTC", hook: str = "order-sign", patient_id: str = "p1") -> FactContext:
+def context(
+    evaluator: RuleEvaluator,
+    resources: list[Json],
+    t0: datetime = T0,
+    tz: str = "UTC",
+    hook: str = "order-sign",
+    patient_id: str = "p1",
+) -> FactContext:
     grouped: dict[str, list[Json]] = defaultdict(list)
     for resource in resources:
         grouped[resource["resourceType"]].append(resource)
     zone = ZoneInfo(tz)
-    return FactContext(hook=hook, context={"patientId": patient_id},
-                       data=PatientData(dict(grouped)),
-                       t0=t0.astimezone(zone), tz=zone, policy=evaluator.ruleset.policy,
-                       valuesets=evaluator.ruleset.valuesets)
+    return FactContext(
+        hook=hook,
+        context={"patientId": patient_id},
+        data=PatientData(dict(grouped)),
+        t0=t0.astimezone(zone),
+        tz=zone,
+        policy=evaluator.ruleset.policy,
+        valuesets=evaluator.ruleset.valuesets,
+    )
 
 
 def concept(system: str, code: str) -> Json:
@@ -52,25 +63,47 @@ def qty(value: float, code: str = "mm[Hg]") -> Json:
     return {"value": value, "system": UCUM, "code": code}
 
 
-def panel(sbp: float, dbp: float, when: str, status: str = "final", oid: str = "bp",
-          unit: str = "mm[Hg]") -> Json:
-    return {"resourceType": "Observation", "id": oid, "status": status,
-            "code": concept(LOINC, "85354-9"), "effectiveDateTime": when,
-            "component": [{"code": concept(LOINC, "8480-6"), "valueQuantity": qty(sbp, unit)},
-                          {"code": concept(LOINC, "8462-4"), "valueQuantity": qty(dbp, unit)}]}
+def panel(
+    sbp: float, dbp: float, when: str, status: str = "final", oid: str = "bp", unit: str = "mm[Hg]"
+) -> Json:
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": status,
+        "code": concept(LOINC, "85354-9"),
+        "effectiveDateTime": when,
+        "component": [
+            {"code": concept(LOINC, "8480-6"), "valueQuantity": qty(sbp, unit)},
+            {"code": concept(LOINC, "8462-4"), "valueQuantity": qty(dbp, unit)},
+        ],
+    }
 
 
 def single(loinc: str, when: str, oid: str, **value: Any) -> Json:
-    return {"resourceType": "Observation", "id": oid, "status": "final",
-            "code": concept(LOINC, loinc), "effectiveDateTime": when, **value}
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": concept(LOINC, loinc),
+        "effectiveDateTime": when,
+        **value,
+    }
 
 
-def condition(oid: str, system: str, code: str, onset: str, clinical: str = "active",
-              **extra: Any) -> Json:
-    return {"resourceType": "Condition", "id": oid,
-            "clinicalStatus": concept("http://terminology.hl7.org/CodeSystem/condition-clinical",
-                                      clinical),
-            "code": concept(system, code), "subject": SUBJECT, "onsetDateTime": onset, **extra}
+def condition(
+    oid: str, system: str, code: str, onset: str, clinical: str = "active", **extra: Any
+) -> Json:
+    return {
+        "resourceType": "Condition",
+        "id": oid,
+        "clinicalStatus": concept(
+            "http://terminology.hl7.org/CodeSystem/condition-clinical", clinical
+        ),
+        "code": concept(system, code),
+        "subject": SUBJECT,
+        "onsetDateTime": onset,
+        **extra,
+    }
 
 
 def bp_fact(evaluator: RuleEvaluator, *resources: Json, **kw: Any) -> Json | None:
@@ -82,19 +115,28 @@ def bp_fact(evaluator: RuleEvaluator, *resources: Json, **kw: Any) -> Json | Non
 
 
 def test_newest_bp_wins_irrespective_of_value(evaluator: RuleEvaluator) -> None:
-    fact = bp_fact(evaluator, panel(150, 95, "2026-11-19T10:00:00Z", oid="high"),
-                   panel(128, 80, "2026-11-19T10:20:00Z", oid="recheck"))
+    fact = bp_fact(
+        evaluator,
+        panel(150, 95, "2026-11-19T10:00:00Z", oid="high"),
+        panel(128, 80, "2026-11-19T10:20:00Z", oid="recheck"),
+    )
     assert fact is not None
     assert (fact["sbp"], fact["dbp"], fact["ref"]) == (128, 80, "Observation/recheck")
-    fact = bp_fact(evaluator, panel(120, 80, "2026-11-19T09:00:00Z", oid="normal"),
-                   panel(150, 95, "2026-11-19T10:00:00Z", oid="high"))
+    fact = bp_fact(
+        evaluator,
+        panel(120, 80, "2026-11-19T09:00:00Z", oid="normal"),
+        panel(150, 95, "2026-11-19T10:00:00Z", oid="high"),
+    )
     assert fact is not None and fact["sbp"] == 150
 
 
 @pytest.mark.parametrize("status", ["entered-in-error", "preliminary", "cancelled", "registered"])
 def test_unusable_status_is_ignored(evaluator: RuleEvaluator, status: str) -> None:
-    fact = bp_fact(evaluator, panel(122, 78, "2026-11-19T10:00:00Z", oid="ok"),
-                   panel(190, 120, "2026-11-19T12:00:00Z", status=status, oid="bad"))
+    fact = bp_fact(
+        evaluator,
+        panel(122, 78, "2026-11-19T10:00:00Z", oid="ok"),
+        panel(190, 120, "2026-11-19T12:00:00Z", status=status, oid="bad"),
+    )
     assert fact is not None and fact["ref"] == "Observation/ok"
 
 
@@ -105,8 +147,11 @@ def test_amended_and_corrected_count(evaluator: RuleEvaluator, status: str) -> N
 
 
 def test_readings_after_t0_are_ignored(evaluator: RuleEvaluator) -> None:
-    fact = bp_fact(evaluator, panel(122, 78, "2026-11-19T10:00:00Z", oid="before"),
-                   panel(160, 100, "2026-11-20T15:30:00Z", oid="after"))
+    fact = bp_fact(
+        evaluator,
+        panel(122, 78, "2026-11-19T10:00:00Z", oid="before"),
+        panel(160, 100, "2026-11-20T15:30:00Z", oid="after"),
+    )
     assert fact is not None and fact["ref"] == "Observation/before"
 
 
@@ -123,7 +168,8 @@ def test_same_day_uses_the_facility_calendar_day(evaluator: RuleEvaluator) -> No
 
 
 def test_standalone_systolic_and_diastolic_pair_within_five_minutes(
-        evaluator: RuleEvaluator) -> None:
+    evaluator: RuleEvaluator,
+) -> None:
     sbp = single("8480-6", "2026-11-19T10:00:00Z", "s", valueQuantity=qty(150))
     dbp_near = single("8462-4", "2026-11-19T10:05:00Z", "d", valueQuantity=qty(85))
     fact = bp_fact(evaluator, sbp, dbp_near)
@@ -187,38 +233,59 @@ def pregnancy(evaluator: RuleEvaluator, *resources: Json) -> Json | None:
 
 
 def test_newer_negative_supersedes_positive(evaluator: RuleEvaluator) -> None:
-    fact = pregnancy(evaluator, hcg("pos", POS, "2026-11-10T09:00:00Z"),
-                     hcg("neg", NEG, "2026-11-18T09:00:00Z"))
+    fact = pregnancy(
+        evaluator, hcg("pos", POS, "2026-11-10T09:00:00Z"), hcg("neg", NEG, "2026-11-18T09:00:00Z")
+    )
     assert fact is not None and (fact["status"], fact["ref"]) == ("not-pregnant", "Observation/neg")
-    fact = pregnancy(evaluator, hcg("neg", NEG, "2026-11-10T09:00:00Z"),
-                     hcg("pos", POS, "2026-11-18T09:00:00Z"))
+    fact = pregnancy(
+        evaluator, hcg("neg", NEG, "2026-11-10T09:00:00Z"), hcg("pos", POS, "2026-11-18T09:00:00Z")
+    )
     assert fact is not None and fact["status"] == "pregnant"
 
 
 def test_interpretation_and_status_answers(evaluator: RuleEvaluator) -> None:
-    interp = single("2106-3", "2026-11-18T09:00:00Z", "i", interpretation=[
-        concept("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "NEG")])
+    interp = single(
+        "2106-3",
+        "2026-11-18T09:00:00Z",
+        "i",
+        interpretation=[
+            concept("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "NEG")
+        ],
+    )
     fact = pregnancy(evaluator, interp)
     assert fact is not None and fact["status"] == "not-pregnant"
-    status = single("82810-3", "2026-11-18T09:00:00Z", "s",
-                    valueCodeableConcept=concept(SCT, "261665006"))
+    status = single(
+        "82810-3", "2026-11-18T09:00:00Z", "s", valueCodeableConcept=concept(SCT, "261665006")
+    )
     fact = pregnancy(evaluator, status)
     assert fact is not None and fact["status"] == "unknown"
 
 
-@pytest.mark.parametrize(("value", "code", "status"), [
-    (24, "m[IU]/mL", "not-pregnant"), (25, "m[IU]/mL", "pregnant"), (30, "[IU]/L", "pregnant"),
-])
-def test_quantitative_hcg_cutoff(evaluator: RuleEvaluator, value: float, code: str,
-                                 status: str) -> None:
-    fact = pregnancy(evaluator, single("19080-1", "2026-11-18T09:00:00Z", "q",
-                                       valueQuantity=qty(value, code)))
+@pytest.mark.parametrize(
+    ("value", "code", "status"),
+    [
+        (24, "m[IU]/mL", "not-pregnant"),
+        (25, "m[IU]/mL", "pregnant"),
+        (30, "[IU]/L", "pregnant"),
+    ],
+)
+def test_quantitative_hcg_cutoff(
+    evaluator: RuleEvaluator, value: float, code: str, status: str
+) -> None:
+    fact = pregnancy(
+        evaluator, single("19080-1", "2026-11-18T09:00:00Z", "q", valueQuantity=qty(value, code))
+    )
     assert fact is not None and fact["status"] == status
 
 
 def test_quantitative_hcg_in_unknown_unit_is_not_judged(evaluator: RuleEvaluator) -> None:
-    assert pregnancy(evaluator, single("19080-1", "2026-11-18T09:00:00Z", "q",
-                                       valueQuantity=qty(300, "ng/mL"))) is None
+    assert (
+        pregnancy(
+            evaluator,
+            single("19080-1", "2026-11-18T09:00:00Z", "q", valueQuantity=qty(300, "ng/mL")),
+        )
+        is None
+    )
 
 
 def test_pregnancy_condition_window_and_stale(evaluator: RuleEvaluator) -> None:
@@ -229,30 +296,44 @@ def test_pregnancy_condition_window_and_stale(evaluator: RuleEvaluator) -> None:
     fact = pregnancy(evaluator, condition("p", ICD, "Z34.90", onset_301))
     assert fact is not None and (fact["status"], fact["stale_condition"]) == ("unknown", True)
     assert fact["days_ago"] == pytest.approx(301)
-    fact = pregnancy(evaluator, condition("p", ICD, "Z34.90", onset_301),
-                     hcg("neg", NEG, "2026-11-18T09:00:00Z"))
+    fact = pregnancy(
+        evaluator, condition("p", ICD, "Z34.90", onset_301), hcg("neg", NEG, "2026-11-18T09:00:00Z")
+    )
     assert fact is not None and fact["stale_condition"] is False
 
 
 def test_pregnancy_ended_by_procedure_condition_or_abatement(evaluator: RuleEvaluator) -> None:
     preg = condition("p", ICD, "O09.511", "2026-03-01")
-    delivery = {"resourceType": "Procedure", "id": "d", "status": "completed",
-                "code": concept(SCT, "11466000"), "subject": SUBJECT,
-                "performedDateTime": "2026-11-01"}
+    delivery = {
+        "resourceType": "Procedure",
+        "id": "d",
+        "status": "completed",
+        "code": concept(SCT, "11466000"),
+        "subject": SUBJECT,
+        "performedDateTime": "2026-11-01",
+    }
     fact = pregnancy(evaluator, preg, delivery)
     assert fact is not None and fact["status"] == "not-pregnant"
     outcome = condition("o", ICD, "Z37.0", "2026-11-01")
     fact = pregnancy(evaluator, preg, outcome)
     assert fact is not None and fact["status"] == "not-pregnant"
-    abated = condition("p", ICD, "Z34.90", "2026-03-01", clinical="resolved",
-                       abatementDateTime="2026-10-15")
+    abated = condition(
+        "p", ICD, "Z34.90", "2026-03-01", clinical="resolved", abatementDateTime="2026-10-15"
+    )
     fact = pregnancy(evaluator, abated)
     assert fact is not None and fact["status"] == "not-pregnant"
 
 
 def test_refuted_pregnancy_condition_is_ignored(evaluator: RuleEvaluator) -> None:
-    refuted = condition("p", ICD, "Z34.90", "2026-10-01", verificationStatus=concept(
-        "http://terminology.hl7.org/CodeSystem/condition-ver-status", "refuted"))
+    refuted = condition(
+        "p",
+        ICD,
+        "Z34.90",
+        "2026-10-01",
+        verificationStatus=concept(
+            "http://terminology.hl7.org/CodeSystem/condition-ver-status", "refuted"
+        ),
+    )
     assert pregnancy(evaluator, refuted) is None
 
 
@@ -269,10 +350,12 @@ def breastfeeding(evaluator: RuleEvaluator, *resources: Json) -> Json | None:
 
 
 def test_newer_no_suppresses_breastfeeding(evaluator: RuleEvaluator) -> None:
-    yes = single("63895-7", "2026-06-01T09:00:00Z", "y",
-                 valueCodeableConcept=concept(LOINC, "LA29252-6"))
-    no = single("63895-7", "2026-10-01T09:00:00Z", "n",
-                valueCodeableConcept=concept(LOINC, "LA29253-4"))
+    yes = single(
+        "63895-7", "2026-06-01T09:00:00Z", "y", valueCodeableConcept=concept(LOINC, "LA29252-6")
+    )
+    no = single(
+        "63895-7", "2026-10-01T09:00:00Z", "n", valueCodeableConcept=concept(LOINC, "LA29253-4")
+    )
     fact = breastfeeding(evaluator, yes, no)
     assert fact is not None and fact["status"] == "no"
     fact = breastfeeding(evaluator, {**yes, "effectiveDateTime": "2026-11-01T09:00:00Z"}, no)
@@ -301,8 +384,9 @@ def lab_facts(evaluator: RuleEvaluator, *resources: Json) -> list[Json]:
 
 
 def test_newest_egfr_within_lookback(evaluator: RuleEvaluator) -> None:
-    facts = lab_facts(evaluator, egfr("old", 25, "2026-08-01T09:00:00Z"),
-                      egfr("new", 48, "2026-10-30T09:00:00Z"))
+    facts = lab_facts(
+        evaluator, egfr("old", 25, "2026-08-01T09:00:00Z"), egfr("new", 48, "2026-10-30T09:00:00Z")
+    )
     assert [(f["kind"], f["value"], f["ref"]) for f in facts] == [("egfr", 48, "Observation/new")]
     assert lab_facts(evaluator, egfr("ancient", 20, "2026-05-01T09:00:00Z")) == []
 
@@ -329,15 +413,22 @@ def test_positive_drug_screen_within_lookback(evaluator: RuleEvaluator) -> None:
     facts = lab_facts(evaluator, uds("c", "3397-7", "Cocaine [Presence] in Urine", POS, when_29))
     assert len(facts) == 1
     assert facts[0]["positive"] is True and "prescribable_vs" not in {
-        k for k, v in facts[0].items() if v is not None}
+        k for k, v in facts[0].items() if v is not None
+    }
     assert facts[0]["display"] == "Cocaine (urine screen): positive"
     assert lab_facts(evaluator, uds("c", "3397-7", "Cocaine", POS, when_31)) == []
     assert lab_facts(evaluator, uds("c", "3397-7", "Cocaine", NEG, when_29)) == []
 
 
 def test_drug_screen_text_results_and_prescribable_class(evaluator: RuleEvaluator) -> None:
-    opiates = uds("o", "19295-5", "Opiates [Presence] in Urine by Screen method", None,
-                  "2026-11-13T09:00:00Z", valueString="DETECTED")
+    opiates = uds(
+        "o",
+        "19295-5",
+        "Opiates [Presence] in Urine by Screen method",
+        None,
+        "2026-11-13T09:00:00Z",
+        valueString="DETECTED",
+    )
     facts = lab_facts(evaluator, opiates)
     assert facts[0]["prescribable_vs"] == "VS-OPIOID"
     not_detected = {**opiates, "valueString": "Not detected"}
@@ -345,8 +436,11 @@ def test_drug_screen_text_results_and_prescribable_class(evaluator: RuleEvaluato
 
 
 def test_lab_facts_fit_the_schema(evaluator: RuleEvaluator) -> None:
-    facts = lab_facts(evaluator, egfr("e", 29, "2026-10-30T09:00:00Z"),
-                      uds("c", "3397-7", "Cocaine", POS, "2026-11-13T09:00:00Z"))
+    facts = lab_facts(
+        evaluator,
+        egfr("e", 29, "2026-10-30T09:00:00Z"),
+        uds("c", "3397-7", "Cocaine", POS, "2026-11-13T09:00:00Z"),
+    )
     for fact in facts:
         assert set(fact) - {"t"} <= set(FACT_TYPES["lab"].fields)
 
@@ -356,14 +450,21 @@ def test_lab_facts_fit_the_schema(evaluator: RuleEvaluator) -> None:
 
 def _bundle_resources(path: Path) -> list[Json]:
     bundle = json.loads(path.read_text(encoding="utf-8"))
-    return [e["resource"] for e in bundle.get("entry") or ()
-            if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    return [
+        e["resource"]
+        for e in bundle.get("entry") or ()
+        if isinstance(e, dict) and isinstance(e.get("resource"), dict)
+    ]
 
 
 def _newest_observation_time(resources: list[Json]) -> datetime:
-    times = [datetime.fromisoformat(r["effectiveDateTime"].replace("Z", "+00:00"))
-             for r in resources if r["resourceType"] == "Observation"
-             and isinstance(r.get("effectiveDateTime"), str) and len(r["effectiveDateTime"]) > 10]
+    times = [
+        datetime.fromisoformat(r["effectiveDateTime"].replace("Z", "+00:00"))
+        for r in resources
+        if r["resourceType"] == "Observation"
+        and isinstance(r.get("effectiveDateTime"), str)
+        and len(r["effectiveDateTime"]) > 10
+    ]
     return max(times, default=T0) + timedelta(hours=1)
 
 

@@ -24,11 +24,14 @@ def cors_client(es384: SigningKey) -> Iterator[TestClient]:
 
 
 def preflight(client: TestClient, origin: str) -> dict[str, str]:
-    response = client.options("/cds-services/kap-order-sign", headers={
-        "Origin": origin,
-        "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type",
-    })
+    response = client.options(
+        "/cds-services/kap-order-sign",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     return {"status": str(response.status_code), **response.headers}
 
 

@@ -17,13 +17,19 @@ from cds.security.web import install
 
 def test_middleware_order_outermost_first(es384: SigningKey) -> None:
     app = FastAPI()
-    install(app, make_settings(
-        trusted_issuers=[TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]})],
-        cors_origins=["https://sandbox.cds-hooks.org"],
-    ))
+    install(
+        app,
+        make_settings(
+            trusted_issuers=[TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]})],
+            cors_origins=["https://sandbox.cds-hooks.org"],
+        ),
+    )
     # Starlette lists user middleware outermost first.
     assert [m.cls for m in app.user_middleware] == [
-        CORSMiddleware, RequestTimeoutMiddleware, JwtAuthMiddleware, BodyLimitMiddleware,
+        CORSMiddleware,
+        RequestTimeoutMiddleware,
+        JwtAuthMiddleware,
+        BodyLimitMiddleware,
     ]
 
 

@@ -46,8 +46,9 @@ def assert_refused(response: Response) -> None:
 
 
 def post_service(client: TestClient, token: str) -> Response:
-    return client.post("/cds-services/kap-order-sign", json={"hook": "order-sign"},
-                       headers=bearer(token))
+    return client.post(
+        "/cds-services/kap-order-sign", json={"hook": "order-sign"}, headers=bearer(token)
+    )
 
 
 def _b64(data: bytes) -> str:
@@ -67,8 +68,7 @@ def hs256_with_public_key(m: Minter, rs384: SigningKey) -> str:
     pem = rs384.private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    signing_input = _unsigned({"alg": "HS256", "typ": "JWT", "kid": rs384.kid},
-                              m.claims(SERVICE))
+    signing_input = _unsigned({"alg": "HS256", "typ": "JWT", "kid": rs384.kid}, m.claims(SERVICE))
     signature = hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{_b64(signature)}"
 
@@ -77,7 +77,7 @@ def tampered_signature(m: Minter, rs384: SigningKey) -> str:
     head, payload, signature = m.token().split(".")
     middle = len(signature) // 2
     flipped = "A" if signature[middle] != "A" else "B"
-    return f"{head}.{payload}.{signature[:middle]}{flipped}{signature[middle + 1:]}"
+    return f"{head}.{payload}.{signature[:middle]}{flipped}{signature[middle + 1 :]}"
 
 
 def tampered_payload(m: Minter, rs384: SigningKey) -> str:
@@ -108,10 +108,14 @@ Build = Callable[[Minter, SigningKey], str]
 REFUSED: dict[str, tuple[Build, str]] = {
     "expired": (lambda m, k: m.token(iat=now() - 600, exp=now() - 120), "expired"),
     "nbf in the future": (lambda m, k: m.token(nbf=now() + 300), "not yet valid (nbf)"),
-    "iat in the future": (lambda m, k: m.token(iat=now() + 300, exp=now() + 600),
-                          "not yet valid (iat)"),
-    "aud of another service": (lambda m, k: m.token(f"{BASE}/cds-services/kap-patient-view"),
-                               "Audience"),
+    "iat in the future": (
+        lambda m, k: m.token(iat=now() + 300, exp=now() + 600),
+        "not yet valid (iat)",
+    ),
+    "aud of another service": (
+        lambda m, k: m.token(f"{BASE}/cds-services/kap-patient-view"),
+        "Audience",
+    ),
     "aud of discovery": (lambda m, k: m.token(DISCOVERY), "Audience"),
     "aud with trailing slash": (lambda m, k: m.token(SERVICE + "/"), "Audience"),
     "aud list without us": (lambda m, k: m.token([DISCOVERY, FEEDBACK]), "Audience"),
@@ -134,7 +138,9 @@ REFUSED: dict[str, tuple[Build, str]] = {
     "exp as a string": (lambda m, k: m.token(exp=str(now() + 300)), "not NumericDate"),
     "lifetime too long": (lambda m, k: m.token(iat=now(), exp=now() + 3601), "lifetime"),
     "jku outside the allowlist": (
-        lambda m, k: m.token(headers={"jku": "https://evil.example.org/jwks"}), "jku"),
+        lambda m, k: m.token(headers={"jku": "https://evil.example.org/jwks"}),
+        "jku",
+    ),
     "missing kid": (lambda m, k: m.token(headers={"kid": REMOVE}), "no kid"),
     "typ not JWT": (lambda m, k: m.token(headers={"typ": "at+jwt"}), "typ"),
     "typ absent": (lambda m, k: m.token(headers={"typ": REMOVE}), "typ"),
@@ -143,8 +149,14 @@ REFUSED: dict[str, tuple[Build, str]] = {
 
 
 @pytest.mark.parametrize(("build", "reason"), REFUSED.values(), ids=REFUSED.keys())
-def test_bad_token_refused(client: TestClient, minter: Minter, rs384: SigningKey, build: Build,
-                           reason: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_token_refused(
+    client: TestClient,
+    minter: Minter,
+    rs384: SigningKey,
+    build: Build,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO, logger="cds.security")
     assert_refused(post_service(client, build(minter, rs384)))
     refusals = [r.getMessage() for r in caplog.records if "JWT refused" in r.getMessage()]
@@ -153,12 +165,17 @@ def test_bad_token_refused(client: TestClient, minter: Minter, rs384: SigningKey
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Basic dXNlcjpwdw=="}, {"Authorization": "Bearer"},
-     {"Authorization": "Bearer " + "a" * 20_000}],
+    [
+        {},
+        {"Authorization": "Basic dXNlcjpwdw=="},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer " + "a" * 20_000},
+    ],
     ids=["no header", "basic", "empty bearer", "oversized"],
 )
-def test_missing_or_foreign_credentials_refused(client: TestClient,
-                                                headers: dict[str, str]) -> None:
+def test_missing_or_foreign_credentials_refused(
+    client: TestClient, headers: dict[str, str]
+) -> None:
     assert_refused(client.get("/cds-services", headers=headers))
 
 
@@ -171,8 +188,11 @@ def test_valid_tokens_accepted_on_every_endpoint_kind(
     service = post_service(client, m.token(SERVICE))
     assert service.status_code == 200
     assert service.json()["iss"] == ISS  # the verified client reaches the endpoint
-    feedback = client.post("/cds-services/kap-order-sign/feedback", json={"feedback": []},
-                           headers=bearer(m.token(FEEDBACK)))
+    feedback = client.post(
+        "/cds-services/kap-order-sign/feedback",
+        json={"feedback": []},
+        headers=bearer(m.token(FEEDBACK)),
+    )
     assert feedback.status_code == 200
 
 
@@ -187,8 +207,9 @@ def test_valid_tokens_accepted_on_every_endpoint_kind(
     ],
     ids=["aud list", "epic sub and nbf", "tenant", "iat within skew"],
 )
-def test_tolerated_variants_accepted(client: TestClient, minter: Minter,
-                                     claims: dict[str, Any]) -> None:
+def test_tolerated_variants_accepted(
+    client: TestClient, minter: Minter, claims: dict[str, Any]
+) -> None:
     assert post_service(client, minter.token(**claims)).status_code == 200
 
 
@@ -214,10 +235,12 @@ def test_refused_token_does_not_burn_its_jti(client: TestClient, minter: Minter)
 
 def test_tenant_must_match_the_issuers_tenant(es384: SigningKey) -> None:
     jwks = {"keys": [es384.jwk()]}
-    settings = make_settings(trusted_issuers=[
-        TrustedIssuer(iss=ISS, jwks=jwks, tenant="clinic-a"),
-        TrustedIssuer(iss=ISS, jwks=jwks, tenant="clinic-b"),
-    ])
+    settings = make_settings(
+        trusted_issuers=[
+            TrustedIssuer(iss=ISS, jwks=jwks, tenant="clinic-a"),
+            TrustedIssuer(iss=ISS, jwks=jwks, tenant="clinic-b"),
+        ]
+    )
     m = Minter(es384)
     with TestClient(build_app(settings), base_url=BASE) as client:
         assert post_service(client, m.token(tenant="clinic-a")).status_code == 200
@@ -249,8 +272,9 @@ def test_public_base_url_behind_a_proxy(es384: SigningKey) -> None:
         assert_refused(post_service(client, m.token(SERVICE)))
 
 
-def test_audience_from_host_header_drops_the_default_port(client: TestClient,
-                                                          minter: Minter) -> None:
+def test_audience_from_host_header_drops_the_default_port(
+    client: TestClient, minter: Minter
+) -> None:
     token = minter.token("http://cds.example.org/cds-services")
     response = client.get("/cds-services", headers={**bearer(token), "Host": "cds.example.org:80"})
     assert response.status_code == 200

@@ -35,15 +35,21 @@ def test_tokens_never_reach_the_logs(
     request = {
         "hook": "order-sign",
         "fhirServer": "https://ehr.example.org/fhir",
-        "fhirAuthorization": {"access_token": FHIR_ACCESS_TOKEN, "token_type": "Bearer",
-                              "expires_in": 300, "scope": "patient/*.read", "subject": "kap"},
+        "fhirAuthorization": {
+            "access_token": FHIR_ACCESS_TOKEN,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "kap",
+        },
     }
     with TestClient(build_app(settings), base_url=BASE) as client:
         for token in (good, good, wrong_aud, expired, tampered):  # good twice: a replay
             client.post("/cds-services/kap-order-sign", json=request, headers=bearer(token))
         client.post("/cds-services/kap-order-sign", json=request)
-        client.post("/cds-services/kap-order-sign", content=b"[" * 100,
-                    headers=bearer(m.token(SERVICE)))
+        client.post(
+            "/cds-services/kap-order-sign", content=b"[" * 100, headers=bearer(m.token(SERVICE))
+        )
 
     assert any("JWT refused" in record.getMessage() for record in caplog.records)
     secrets = [FHIR_ACCESS_TOKEN]
@@ -55,5 +61,6 @@ def test_tokens_never_reach_the_logs(
 
 
 def _full_text(record: logging.LogRecord) -> str:
-    return " ".join([record.getMessage(), repr(record.args), record.exc_text or "",
-                     str(record.__dict__)])
+    return " ".join(
+        [record.getMessage(), repr(record.args), record.exc_text or "", str(record.__dict__)]
+    )

@@ -26,8 +26,9 @@ DEPTH = 8
 @pytest.fixture
 def open_client() -> Iterator[TestClient]:
     """No trusted issuers: the limits alone are under test."""
-    app = build_app(make_settings(max_body_bytes=LIMIT, max_json_depth=DEPTH,
-                                  request_timeout_seconds=0.3))
+    app = build_app(
+        make_settings(max_body_bytes=LIMIT, max_json_depth=DEPTH, request_timeout_seconds=0.3)
+    )
     with TestClient(app, base_url=BASE) as client:
         yield client
 
@@ -46,6 +47,7 @@ def nested(depth: int) -> bytes:
 
 
 # -- body size ---------------------------------------------------------------------------------
+
 
 def test_body_at_the_limit_reaches_the_app_intact(open_client: TestClient) -> None:
     body = json.dumps({"pad": "x" * (LIMIT - 11)}).encode()
@@ -67,8 +69,9 @@ def test_chunked_body_growing_over_the_limit_is_413(open_client: TestClient) -> 
     outcome(response, 413, "CDS-1413", "too-costly")
 
 
-def run_asgi(middleware: BodyLimitMiddleware, scope: Scope,
-             messages: list[Message]) -> tuple[list[Message], int]:
+def run_asgi(
+    middleware: BodyLimitMiddleware, scope: Scope, messages: list[Message]
+) -> tuple[list[Message], int]:
     """Drive a middleware by hand; returns what it sent and how many messages it read."""
     pending = list(messages)
     sent: list[Message] = []
@@ -107,37 +110,43 @@ def test_invalid_content_length_is_400() -> None:
 
 def test_client_gone_mid_body_gets_no_answer() -> None:
     middleware = BodyLimitMiddleware(never_called, max_body_bytes=LIMIT, max_json_depth=DEPTH)
-    sent, _ = run_asgi(middleware, http_scope([]),
-                       [{"type": "http.request", "body": b"x", "more_body": True}])
+    sent, _ = run_asgi(
+        middleware, http_scope([]), [{"type": "http.request", "body": b"x", "more_body": True}]
+    )
     assert sent == []
 
 
 # -- JSON depth ----------------------------------------------------------------------------------
 
+
 def test_json_deeper_than_the_limit_is_400(open_client: TestClient) -> None:
-    response = open_client.post("/cds-services/s", content=nested(DEPTH + 1),
-                                headers={"Content-Type": "application/json"})
+    response = open_client.post(
+        "/cds-services/s", content=nested(DEPTH + 1), headers={"Content-Type": "application/json"}
+    )
     detail = outcome(response, 400, "CDS-1400", "invalid")
     assert detail == f"JSON nesting deeper than {DEPTH}"
 
 
 @pytest.mark.parametrize("content_type", [None, "application/fhir+json; charset=utf-8"])
-def test_depth_checked_without_or_with_other_json_types(open_client: TestClient,
-                                                        content_type: str | None) -> None:
+def test_depth_checked_without_or_with_other_json_types(
+    open_client: TestClient, content_type: str | None
+) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     response = open_client.post("/cds-services/s", content=nested(DEPTH + 1), headers=headers)
     assert response.status_code == 400
 
 
 def test_json_at_the_limit_passes(open_client: TestClient) -> None:
-    response = open_client.post("/cds-services/s", content=nested(DEPTH),
-                                headers={"Content-Type": "application/json"})
+    response = open_client.post(
+        "/cds-services/s", content=nested(DEPTH), headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 200
 
 
 def test_non_json_bodies_are_not_depth_checked(open_client: TestClient) -> None:
-    response = open_client.post("/cds-services/s", content=nested(DEPTH + 1),
-                                headers={"Content-Type": "text/plain"})
+    response = open_client.post(
+        "/cds-services/s", content=nested(DEPTH + 1), headers={"Content-Type": "text/plain"}
+    )
     assert response.status_code == 200
 
 
@@ -153,17 +162,23 @@ def depth_of(value: Any) -> int:
 tricky_text = st.text(alphabet=st.sampled_from('ab[]{}"\\/:,\n\u00e9'), max_size=8)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | tricky_text,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(tricky_text, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(tricky_text, children, max_size=4)
+    ),
     max_leaves=40,
 )
 
 
 @settings(max_examples=400, deadline=None, database=None)
-@given(value=json_values, limit=st.integers(min_value=0, max_value=8),
-       ensure_ascii=st.booleans(), indent=st.sampled_from([None, 1]))
-def test_depth_scan_agrees_with_a_parser(value: Any, limit: int, ensure_ascii: bool,
-                                         indent: int | None) -> None:
+@given(
+    value=json_values,
+    limit=st.integers(min_value=0, max_value=8),
+    ensure_ascii=st.booleans(),
+    indent=st.sampled_from([None, 1]),
+)
+def test_depth_scan_agrees_with_a_parser(
+    value: Any, limit: int, ensure_ascii: bool, indent: int | None
+) -> None:
     body = json.dumps(value, ensure_ascii=ensure_ascii, indent=indent).encode()
     assert json_depth_exceeds(body, limit) == (depth_of(json.loads(body)) > limit)
 
@@ -192,17 +207,36 @@ def prefetch_like_body(target_bytes: int = 66_000) -> bytes:
     n = 0
     while len(json.dumps(entries)) < target_bytes:
         n += 1
-        entries.append({"resource": {
-            "resourceType": "Observation", "id": f"obs-{n}", "status": "final",
-            "text": {"status": "generated",
-                     "div": f'<div xmlns="http://www.w3.org/1999/xhtml">Obs [{n}] {{x}}</div>'},
-            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4",
-                                 "display": "Heart rate"}]},
-            "subject": {"reference": "Patient/p1"},
-            "effectiveDateTime": "2025-01-01T10:00:00Z",
-            "valueQuantity": {"value": 60 + n % 40, "unit": "/min",
-                              "system": "http://unitsofmeasure.org", "code": "/min"},
-        }})
+        entries.append(
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": f"obs-{n}",
+                    "status": "final",
+                    "text": {
+                        "status": "generated",
+                        "div": f'<div xmlns="http://www.w3.org/1999/xhtml">Obs [{n}] {{x}}</div>',
+                    },
+                    "code": {
+                        "coding": [
+                            {
+                                "system": "http://loinc.org",
+                                "code": "8867-4",
+                                "display": "Heart rate",
+                            }
+                        ]
+                    },
+                    "subject": {"reference": "Patient/p1"},
+                    "effectiveDateTime": "2025-01-01T10:00:00Z",
+                    "valueQuantity": {
+                        "value": 60 + n % 40,
+                        "unit": "/min",
+                        "system": "http://unitsofmeasure.org",
+                        "code": "/min",
+                    },
+                }
+            }
+        )
     bundle = {"resourceType": "Bundle", "type": "searchset", "entry": entries}
     return json.dumps({"hook": "order-sign", "prefetch": {"observations": bundle}}).encode()
 
@@ -217,6 +251,7 @@ def test_depth_scan_of_a_66_kb_prefetch_is_cheap() -> None:
 
 
 # -- time limit ----------------------------------------------------------------------------------
+
 
 def test_slow_request_is_503(open_client: TestClient) -> None:
     detail = outcome(open_client.get("/slow"), 503, "CDS-1503", "timeout")

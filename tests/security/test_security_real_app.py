@@ -42,24 +42,32 @@ def audit() -> FakeAudit:
 
 @pytest.fixture
 def real_client(es384: SigningKey, audit: FakeAudit) -> Iterator[TestClient]:
-    settings = Settings(trusted_issuers=[TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]})],
-                        max_json_depth=16)
+    settings = Settings(
+        trusted_issuers=[TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]})], max_json_depth=16
+    )
     app = app_module.create_app(settings, evaluator=FakeEvaluator(), audit=audit)
     with TestClient(app, base_url=BASE) as client:
         yield client
 
 
-def test_real_app_requires_a_token(real_client: TestClient, es384: SigningKey,
-                                   audit: FakeAudit) -> None:
+def test_real_app_requires_a_token(
+    real_client: TestClient, es384: SigningKey, audit: FakeAudit
+) -> None:
     m = Minter(es384)
     assert real_client.get("/cds-services").status_code == 401
     discovery = real_client.get("/cds-services", headers=bearer(m.token(DISCOVERY)))
     assert discovery.status_code == 200
     assert discovery.json()["services"]
 
-    feedback = {"feedback": [{"card": "0b2b6c1e-1f7e-4a55-9d7a-6b1e0e1f2a3b",
-                              "outcome": "overridden",
-                              "outcomeTimestamp": "2025-01-01T10:05:31Z"}]}
+    feedback = {
+        "feedback": [
+            {
+                "card": "0b2b6c1e-1f7e-4a55-9d7a-6b1e0e1f2a3b",
+                "outcome": "overridden",
+                "outcomeTimestamp": "2025-01-01T10:05:31Z",
+            }
+        ]
+    }
     url = "/cds-services/kap-order-sign/feedback"
     assert real_client.post(url, json=feedback).status_code == 401
     response = real_client.post(url, json=feedback, headers=bearer(m.token(FEEDBACK)))
@@ -74,7 +82,10 @@ def test_real_app_probes_stay_open(real_client: TestClient) -> None:
 
 def test_real_app_depth_limit(real_client: TestClient, es384: SigningKey) -> None:
     token = Minter(es384).token(f"{BASE}/cds-services/kap-order-sign")
-    response = real_client.post("/cds-services/kap-order-sign", content=b"[" * 17 + b"]" * 17,
-                                headers={**bearer(token), "Content-Type": "application/json"})
+    response = real_client.post(
+        "/cds-services/kap-order-sign",
+        content=b"[" * 17 + b"]" * 17,
+        headers={**bearer(token), "Content-Type": "application/json"},
+    )
     assert response.status_code == 400
     assert response.json()["issue"][0]["details"]["text"] == "JSON nesting deeper than 16"
