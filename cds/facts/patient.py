@@ -72,15 +72,38 @@ def build_patient(ctx: FactContext) -> list[Fact]:
     low = ctx.policy.number("reproductive_age_min")
     high = ctx.policy.number("reproductive_age_max")
     potential = sex == "female" and age is not None and low <= age <= high and not _infertile(ctx)
-    return [
-        {
-            "t": "patient",
-            "age_years": age,
-            "sex": sex,
-            "reproductive_potential": potential,
-            "ref": ref(patient),
-        }
-    ]
+    fact = {
+        "t": "patient",
+        "age_years": age,
+        "sex": sex,
+        "reproductive_potential": potential,
+        "ref": ref(patient),
+    }
+    return [fact, *_demographic_gaps(age, sex, ref(patient))]
+
+
+def _demographic_gaps(age: int | None, sex: str, patient_ref: str) -> list[Fact]:
+    """Checks that silently could not run without a birth date or a sex are named instead."""
+    gaps = []
+    if age is None:
+        gaps.append(
+            {
+                "t": "data_gap",
+                "key": f"{patient_ref} birthDate",
+                "reason": "missing",
+                "checks": "age checks (under 18, young adults) and pregnancy status",
+            }
+        )
+    if sex in ("unknown", "other"):
+        gaps.append(
+            {
+                "t": "data_gap",
+                "key": f"{patient_ref} sex",
+                "reason": "not recorded",
+                "checks": "pregnancy status for a patient who may be able to become pregnant",
+            }
+        )
+    return gaps
 
 
 def build_plan(ctx: FactContext) -> list[Fact]:
