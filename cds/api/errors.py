@@ -7,7 +7,9 @@ and the traceback is logged server-side under that id. No handler ever echoes re
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -41,7 +43,12 @@ def _expression(exc: CdsError) -> list[str] | None:
 
 def internal_error(exc: BaseException) -> JSONResponse:
     error_id = str(uuid.uuid4())
-    logger.error("unexpected error, error id %s", error_id, exc_info=exc)
+    # Where it failed, never what it said: an exception message can quote request values.
+    frames = " <- ".join(
+        f"{Path(f.filename).name}:{f.lineno} {f.name}"
+        for f in reversed(traceback.extract_tb(exc.__traceback__))
+    )
+    logger.error("unexpected error, error id %s: %s at %s", error_id, type(exc).__name__, frames)
     return problem_response(INTERNAL_CODE, f"Internal error; quote error id {error_id}", 500)
 
 
