@@ -12,6 +12,8 @@ from cds.facts.fhir import (
     Resource,
     codings,
     concept_text,
+    condition_abatement,
+    condition_onset,
     days_between,
     display_date,
     minutes_between,
@@ -105,9 +107,7 @@ def _uncontrolled(condition: Resource) -> bool:
 def _abated_by(condition: Resource, ctx: FactContext) -> bool:
     if condition.get("abatementBoolean") is True or condition.get("abatementString"):
         return True
-    moment = parse_time(condition.get("abatementDateTime"), ctx.tz)
-    period = condition.get("abatementPeriod") or {}
-    moment = moment or parse_time(period.get("end") or period.get("start"), ctx.tz)
+    moment = condition_abatement(condition, ctx.tz)
     return bool(moment and moment <= ctx.t0)
 
 
@@ -120,7 +120,7 @@ def _condition_fact(
 ) -> Fact:
     clinical = status_code(condition.get("clinicalStatus")) or "active"
     abated = _abated_by(condition, ctx)
-    onset = _onset(condition, ctx)
+    onset = condition_onset(condition, ctx.tz)
     vs = ctx.valuesets[vs_id]
     code = next((c for s, c, _d in codings(condition.get("code")) if vs.matches_coding(s, c)), None)
     return {
@@ -138,19 +138,6 @@ def _condition_fact(
         "uncontrolled": _uncontrolled(condition),
         "after_kap_start": bool(onset and first_kap and onset > first_kap),
     }
-
-
-def _onset(condition: Resource, ctx: FactContext) -> datetime | None:
-    period = condition.get("onsetPeriod") or {}
-    for value in (
-        condition.get("onsetDateTime"),
-        period.get("start"),
-        condition.get("recordedDate"),
-    ):
-        moment = parse_time(value, ctx.tz)
-        if moment:
-            return moment
-    return None
 
 
 # ---- medications ------------------------------------------------------------------------

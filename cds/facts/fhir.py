@@ -104,6 +104,32 @@ def observation_time(observation: Resource, tz: ZoneInfo) -> datetime | None:
     return None
 
 
+def condition_onset(condition: Resource, tz: ZoneInfo) -> datetime | None:
+    """When a Condition began: onset[x] (a period's start), else its recordedDate."""
+    period = condition.get("onsetPeriod")
+    period = period if isinstance(period, dict) else {}
+    for value in (
+        condition.get("onsetDateTime"),
+        period.get("start"),
+        condition.get("recordedDate"),
+    ):
+        moment = parse_time(value, tz)
+        if moment is not None:
+            return moment
+    return None
+
+
+def condition_abatement(condition: Resource, tz: ZoneInfo) -> datetime | None:
+    """When a Condition ended, if it says so with a date (abatementDateTime or a period)."""
+    period = condition.get("abatementPeriod")
+    period = period if isinstance(period, dict) else {}
+    for value in (condition.get("abatementDateTime"), period.get("end"), period.get("start")):
+        moment = parse_time(value, tz)
+        if moment is not None:
+            return moment
+    return None
+
+
 def ref(resource: Resource) -> str:
     return f"{resource.get('resourceType', 'Resource')}/{resource.get('id', '?')}"
 

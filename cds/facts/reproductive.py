@@ -15,6 +15,8 @@ from cds.facts.context import FactContext
 from cds.facts.fhir import (
     Resource,
     concept_text,
+    condition_abatement,
+    condition_onset,
     days_between,
     display_date,
     parse_time,
@@ -67,40 +69,20 @@ def _usable_conditions(ctx: FactContext, vs_id: str) -> list[Resource]:
     ]
 
 
-def _onset(condition: Resource, ctx: FactContext) -> datetime | None:
-    period = condition.get("onsetPeriod") or {}
-    for value in (
-        condition.get("onsetDateTime"),
-        period.get("start"),
-        condition.get("recordedDate"),
-    ):
-        moment = parse_time(value, ctx.tz)
-        if moment is not None:
-            return moment
-    return None
-
-
 def _asserted_at(condition: Resource, ctx: FactContext) -> datetime | None:
     """When the chart last said the condition holds: the later of onset and recordedDate (a
     pregnancy recorded today with an onset 8 weeks ago is today's evidence)."""
     recorded = parse_time(condition.get("recordedDate"), ctx.tz)
-    moments = [m for m in (_onset(condition, ctx), recorded) if m is not None and m <= ctx.t0]
+    moments = [
+        m for m in (condition_onset(condition, ctx.tz), recorded) if m is not None and m <= ctx.t0
+    ]
     return max(moments, default=None)
-
-
-def _abated_at(condition: Resource, ctx: FactContext) -> datetime | None:
-    period = condition.get("abatementPeriod") or {}
-    for value in (condition.get("abatementDateTime"), period.get("end"), period.get("start")):
-        moment = parse_time(value, ctx.tz)
-        if moment is not None:
-            return moment
-    return None
 
 
 def _is_current(condition: Resource, ctx: FactContext) -> bool:
     """Current at T0. A dated abatement decides on its own: a chart exported after the
     pregnancy ended says "resolved", yet at a T0 before that date the condition held."""
-    abated = _abated_at(condition, ctx)
+    abated = condition_abatement(condition, ctx.tz)
     if abated is not None:
         return abated > ctx.t0
     clinical = status_code(condition.get("clinicalStatus")) or "active"
@@ -201,7 +183,7 @@ def _pregnancy_conditions(
     recent: list[Evidence] = []
     stale: list[Evidence] = []
     for condition in _usable_conditions(ctx, "VS-PREGNANCY"):
-        onset, at = _onset(condition, ctx), _asserted_at(condition, ctx)
+        onset, at = condition_onset(condition, ctx.tz), _asserted_at(condition, ctx)
         if onset is None or at is None or not _is_current(condition, ctx):
             continue
         if any(end.at >= onset for end in ends):
@@ -215,7 +197,7 @@ def _abated_pregnancies(ctx: FactContext) -> list[Evidence]:
     """A pregnancy Condition abated on a date: not pregnant from then on."""
     items = []
     for condition in _usable_conditions(ctx, "VS-PREGNANCY"):
-        at = _abated_at(condition, ctx)
+        at = condition_abatement(condition, ctx.tz)
         if at is not None and at <= ctx.t0:
             items.append(Evidence("not-pregnant", at, "pregnancy ended (abated)", ref(condition)))
     return items
@@ -275,7 +257,7 @@ def _breastfeeding_observations(ctx: FactContext, lookback: float) -> list[Evide
 def _breastfeeding_conditions(ctx: FactContext) -> list[Evidence]:
     items = []
     for condition in _usable_conditions(ctx, "VS-BREASTFEEDING"):
-        at, ended = _asserted_at(condition, ctx), _abated_at(condition, ctx)
+        at, ended = _asserted_at(condition, ctx), condition_abatement(condition, ctx.tz)
         if _is_current(condition, ctx) and at is not None:
             items.append(Evidence("yes", at, "condition", ref(condition)))
         elif ended is not None and ended <= ctx.t0:

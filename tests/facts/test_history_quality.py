@@ -5,7 +5,6 @@ and scores relative to the course."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,20 +13,14 @@ import pytest
 from cds.facts import history, quality
 from cds.facts.context import FactContext, Plan
 from cds.pipeline_types import PatientData
-from cds.ruleset.loader import LoadedRuleSet, load_ruleset
+from cds.ruleset.loader import LoadedRuleSet
 
-RULES = Path(__file__).resolve().parents[2] / "rules"
 T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 KETAMINE = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6130"}]}
 ESKETAMINE = {"coding": [{"system": "http://hl7.org/fhir/sid/ndc", "code": "50458-028-02"}]}
 NASAL = {"coding": [{"system": "http://snomed.info/sct", "code": "46713006"}]}
 IV = {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]}
 Json = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def ruleset() -> LoadedRuleSet:
-    return load_ruleset(RULES)
 
 
 def admin(

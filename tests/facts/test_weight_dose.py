@@ -4,7 +4,6 @@ rates and durations, concentrations, session sums."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,9 +12,8 @@ import pytest
 from cds.facts import dose, weight
 from cds.facts.context import FactContext, Plan
 from cds.pipeline_types import PatientData
-from cds.ruleset.loader import LoadedRuleSet, load_ruleset
+from cds.ruleset.loader import LoadedRuleSet
 
-RULES = Path(__file__).resolve().parents[2] / "rules"
 T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 UCUM = "http://unitsofmeasure.org"
 KETAMINE = {
@@ -25,11 +23,6 @@ KETAMINE = {
 IV = {"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]}
 IM = {"coding": [{"system": "http://snomed.info/sct", "code": "78421000"}]}
 Json = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def ruleset() -> LoadedRuleSet:
-    return load_ruleset(RULES)
 
 
 def observation(
