@@ -24,6 +24,9 @@ class TrustedIssuer(BaseModel):
     jwks_url: str | None = None
     jwks: dict[str, Any] | None = None
     tenant: str | None = None
+    # ``jku`` header values this issuer's tokens may carry besides ``jwks_url``. Never fetched:
+    # the keys always come from ``jwks_url`` or ``jwks``. Empty: see cds/security/tokens.py.
+    allowed_jku: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> TrustedIssuer:
