@@ -133,7 +133,9 @@ def test_inline_keys_accept_a_jku_on_the_issuers_own_origin(
     ],
     ids=["other-host", "http", "other-port", "look-alike", "not-a-string"],
 )
-def test_inline_keys_refuse_a_jku_elsewhere(client: TestClient, minter: Minter, jku: object) -> None:
+def test_inline_keys_refuse_a_jku_elsewhere(
+    client: TestClient, minter: Minter, jku: object
+) -> None:
     assert call(client, minter.token(headers={"jku": jku})) == 401
 
 
