@@ -17,10 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cds.config import REPO_ROOT, Settings
+from cds.config import EXAMPLES_DIR, Settings
 from cds.errors import CdsError, RuleLoadError
-
-EXAMPLES_DIR = REPO_ROOT / "fhir_examples"
 
 
 def _settings() -> Settings:
