@@ -214,10 +214,8 @@ def feedback_rows(state_dir: Path, card_uuid: str) -> list[dict[str, Any]]:
     while True:
         with sqlite3.connect(state_dir / "audit.sqlite3") as db:
             db.row_factory = sqlite3.Row
-            rows = [
-                dict(r)
-                for r in db.execute("SELECT * FROM audit_feedback WHERE card_uuid = ?", (card_uuid,))
-            ]
+            query = "SELECT * FROM audit_feedback WHERE card_uuid = ?"
+            rows = [dict(r) for r in db.execute(query, (card_uuid,))]
         if rows or time.monotonic() > deadline:
             return rows
         time.sleep(0.2)
