@@ -20,7 +20,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -212,7 +212,7 @@ def feedback_rows(state_dir: Path, card_uuid: str) -> list[dict[str, Any]]:
     """The audit trail's feedback for one card, waiting for the background writer."""
     deadline = time.monotonic() + 20
     while True:
-        with sqlite3.connect(state_dir / "audit.sqlite3") as db:
+        with closing(sqlite3.connect(state_dir / "audit.sqlite3")) as db:
             db.row_factory = sqlite3.Row
             query = "SELECT * FROM audit_feedback WHERE card_uuid = ?"
             rows = [dict(r) for r in db.execute(query, (card_uuid,))]
