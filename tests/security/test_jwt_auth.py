@@ -254,7 +254,8 @@ def test_open_paths_need_no_token(client: TestClient) -> None:
 
 
 def test_every_other_path_is_protected(client: TestClient) -> None:
-    for path in ("/cds-services/", "//cds-services", "/cds-services/x/feedback", "/unknown"):
+    # "//cds-services" as a bare reference would be host "cds-services", path "/": spell the URL.
+    for path in ("/cds-services/", f"{BASE}//cds-services", "/cds-services/x/feedback", "/unknown"):
         assert_refused(client.get(path))
 
 
