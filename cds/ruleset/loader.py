@@ -61,6 +61,16 @@ class LoadedRuleSet:
     def shadow_rules(self) -> list[RuleFile]:
         return [s.rule for s in self.rules.values() if s.rule.status == "shadow"]
 
+    def offered_reasons(self) -> dict[str, frozenset[str]]:
+        """Per rule, every override reason code its cards can offer (rule and variant lists)."""
+        return {
+            rule_id: frozenset(
+                [*src.rule.override_reasons]
+                + [c for v in src.rule.variants for c in v.override_reasons or []]
+            )
+            for rule_id, src in self.rules.items()
+        }
+
     def is_shadow(self, rule_id: str) -> bool:
         source = self.rules.get(rule_id)
         return source is not None and source.rule.status == "shadow"
