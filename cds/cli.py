@@ -325,7 +325,9 @@ def _replay_parser(commands: Any) -> None:
     archive = commands.add_parser("archive", help="the encrypted input archive")
     sub = archive.add_subparsers(dest="archive_command", required=True)
     purge = sub.add_parser("purge", help="delete archived inputs past the retention window")
-    purge.add_argument("--older-than", type=int, help="days (default KAP_CDS_ARCHIVE_RETENTION_DAYS)")
+    purge.add_argument(
+        "--older-than", type=int, help="days (default KAP_CDS_ARCHIVE_RETENTION_DAYS)"
+    )
     purge.set_defaults(func=cmd_archive_purge)
     sub.add_parser("keygen", help="print a new archive key").set_defaults(func=cmd_archive_keygen)
 

@@ -92,4 +92,6 @@ def _from_request(
     label: str, service_id: str, raw: dict[str, Any], now: datetime, settings: Settings
 ) -> ReplayInput:
     request = CdsRequest.model_validate(raw)
-    return ReplayInput(label, service_id, dict(request.context), gather_sync(request, settings), now)
+    return ReplayInput(
+        label, service_id, dict(request.context), gather_sync(request, settings), now
+    )

@@ -92,7 +92,10 @@ def test_replay_from_the_encrypted_archive(
 
 
 def test_archive_source_without_a_key_is_a_one_line_error(
-    rules_copy: RulesFactory, small_examples: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    rules_copy: RulesFactory,
+    small_examples: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     options = _options(rules_copy("c"), small_examples, source="archive")
     assert replay_command(_settings(tmp_path), options, io.StringIO()) == 2

@@ -73,7 +73,8 @@ def test_shadow_firings_reach_the_audit_trail_not_the_ehr(
     app = create_app(settings)
     with TestClient(app) as client:
         body = client.post(
-            "/cds-services/kap-order-sign", content=HIGH_BP.read_bytes(),
+            "/cds-services/kap-order-sign",
+            content=HIGH_BP.read_bytes(),
             headers={"Content-Type": "application/json"},
         ).json()
         discovery = client.get("/cds-services").json()

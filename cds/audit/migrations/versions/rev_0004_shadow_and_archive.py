@@ -58,9 +58,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("evaluation_id", name="pk_audit_input_archive"),
     )
-    op.create_index(
-        "ix_audit_input_archive_recorded_at", "audit_input_archive", ["recorded_at"]
-    )
+    op.create_index("ix_audit_input_archive_recorded_at", "audit_input_archive", ["recorded_at"])
 
 
 def downgrade() -> None:
