@@ -81,7 +81,7 @@ def front_page(data: ReportInput) -> list[Block]:
                 ("Rule-set digest", cell(Code(ruleset.digest))),
                 ("Generated", cell(data.generated_at.isoformat(timespec="seconds"))),
                 ("Rule set", cell(Code(str(ruleset.directory)))),
-                ("Rules", cell(f"{len(rules)} ({len(ruleset.active_rules)} active)")),
+                ("Rules", cell(_rule_counts(ruleset))),
                 ("Value sets", cell(str(len(ruleset.valueset_files)))),
                 ("Site policy", cell(_site_policy_summary(ruleset))),
             )
@@ -136,9 +136,17 @@ def _counts_table(rules: list[RuleFile]) -> Table:
     return Table(("family", "rules", "active", *INDICATORS), tuple(rows))
 
 
+def _rule_counts(ruleset: LoadedRuleSet) -> str:
+    shadow = len(ruleset.shadow_rules)
+    in_shadow = f", {shadow} in shadow (evaluated, not shown)" if shadow else ""
+    return f"{len(ruleset.rules)} ({len(ruleset.active_rules)} active{in_shadow})"
+
+
 def _status_blocks(rules: list[RuleFile]) -> list[Block]:
     inactive = sorted((r for r in rules if r.status != "active"), key=lambda r: r.id)
-    blocks: list[Block] = [Heading(2, "Draft and retired rules", "inactive")]
+    blocks: list[Block] = [
+        Heading(2, "Rules not shown to clinicians (draft, shadow, retired)", "inactive")
+    ]
     if not inactive:
         return [*blocks, Para(cell("None: every rule is active."))]
     rows = tuple(

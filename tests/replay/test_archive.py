@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
 from fastapi.testclient import TestClient
+from replay_support import EXAMPLES
 from sqlalchemy import select, update
 
 from cds.app import create_app

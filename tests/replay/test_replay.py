@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import RulesFactory, lower_bp_hard_stop
 from fastapi.testclient import TestClient
+from replay_support import RulesFactory, lower_bp_hard_stop
 
 from cds.app import create_app
 from cds.audit.archive import new_key

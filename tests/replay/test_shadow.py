@@ -6,8 +6,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from conftest import EXAMPLES, RulesFactory, put_in_shadow
 from fastapi.testclient import TestClient
+from replay_support import EXAMPLES, RulesFactory, put_in_shadow
 
 from cds.app import create_app
 from cds.audit.queries import rule_summary, shadow_summary
@@ -80,6 +80,8 @@ def test_shadow_firings_reach_the_audit_trail_not_the_ehr(
         discovery = client.get("/cds-services").json()
         store = app.state.runtime.audit
         assert store.flush(10)
+        governance = client.get("/governance").text
+        assert store.flush(10)
         topics = json.dumps(body)
         assert "KAP-CI-011" not in topics
         [counts] = shadow_summary(store)
@@ -90,5 +92,10 @@ def test_shadow_firings_reach_the_audit_trail_not_the_ehr(
         {"kap-order-sign": 1},
     )
     assert "KAP-CI-011" not in fired
+    # Governance lists it with the shadow rules, with its would-fire count per service.
+    shadow_part = governance.split("Shadow rules (evaluated, never shown to the EHR)")[1]
+    assert '<a href="/governance/rules/KAP-CI-011">KAP-CI-011</a></td><td>1</td>' in shadow_part
+    assert "kap-order-sign 1" in shadow_part
+    assert "1 in shadow (evaluated, not shown)" in governance
     ruleset_info = discovery["services"][0]["extension"]["org.kapcds.ruleset"]
     assert ruleset_info["shadow"] == 1
