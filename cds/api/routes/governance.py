@@ -51,7 +51,14 @@ async def governance(
     return HTMLResponse(html, headers=HEADERS)
 
 
-@router.get("/governance/rules/{rule_id}", response_class=HTMLResponse)
+@router.get(
+    "/governance/rules/{rule_id}",
+    response_class=HTMLResponse,
+    responses={
+        400: {"description": "`since` is not an ISO 8601 time"},
+        404: {"description": "No rule with this id in the loaded rule set (OperationOutcome)"},
+    },
+)
 async def governance_rule(
     rule_id: str, request: Request, runtime: RuntimeDep, since: str | None = None
 ) -> HTMLResponse:
