@@ -7,7 +7,8 @@ http FHIR server; its draft order has ``category`` as one object. The test asser
 clinician sees in the rendered page (an error renders as "All clear!", so a 200 proves nothing),
 and that accepting a suggestion and dismissing with an override reason reach the audit trail.
 
-Screenshots: ``tests/.artifacts/cds-hooks-sandbox/`` (kept by CI as artifacts). Needs Chromium
+Screenshots: ``cds-hooks-sandbox/`` under the test artifacts folder (``KAP_CDS_ARTIFACTS_DIR``
+in CI, else ``test-artifacts/``; tests/artifacts.py). Needs Chromium
 (fails when KAP_CDS_REQUIRE_CHROMIUM=1, as in CI, skips otherwise) and the sandbox build in
 ``../shared/clients/cds-hooks-sandbox`` (fails under CI when absent).
 """
@@ -28,13 +29,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from artifacts import artifact_dir
 from live_server import LiveServer, live_server
 from playwright.sync_api import Browser, Page, Playwright, Response, expect, sync_playwright
 from sandbox_support import FhirStore, fhir_server, serving, shifted, static_server
 from shared_data import shared_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO_ROOT / "tests" / ".artifacts" / "cds-hooks-sandbox"
 EXAMPLES = REPO_ROOT / "fhir_examples"
 EXAMPLE_T0 = datetime(2026, 11, 20, 15, tzinfo=UTC)  # the examples' planned dose time
 SANDBOX_ISS = "https://sandbox.cds-hooks.org"
@@ -156,8 +157,7 @@ class Sandbox:
         expect(self.page.get_by_text("All clear!", exact=False)).to_have_count(0)
 
     def screenshot(self, name: str) -> None:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS / f"{name}.png"
+        path = artifact_dir("cds-hooks-sandbox") / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
         print(f"screenshot: {path}")
 
