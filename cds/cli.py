@@ -1,4 +1,4 @@
-"""The ``kap-cds`` command line (DESIGN.md "Command line").
+"""The ``kap-cds`` command line (docs/contracts.md "Command line").
 
 kap-cds serve [--host 127.0.0.1] [--port 8080] [--workers N]
 kap-cds evaluate REQUEST.json

@@ -1,9 +1,10 @@
 """Find what a request is about (the plan) and its evaluation time T0.
 
-T0 (DESIGN.md) is the planned dose time when the request carries one — the order's
-``dosageInstruction[0].timing.event[0]``, the appointment's ``start``, the encounter's
-``period.start`` — otherwise the time the request arrived. At encounter-discharge T0 is the
-discharge time (``period.end``, else arrival): the driving and observation rules measure from it.
+T0 (docs/contracts.md "Evaluation time") is the planned dose time when the request carries
+one — the order's ``dosageInstruction[0].timing.event[0]``, the appointment's ``start``, the
+encounter's ``period.start`` — otherwise the time the request arrived. At encounter-discharge
+T0 is the discharge time (``period.end``, else arrival): the driving and observation rules
+measure from it.
 """
 
 from __future__ import annotations

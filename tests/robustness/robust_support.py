@@ -63,7 +63,8 @@ def load_json(path: Path) -> Json:
 
 
 def card_problems(card: Any, where: str = "card") -> list[str]:
-    """What is wrong with one card against the DESIGN.md card contract (empty when fine)."""
+    """What is wrong with one card against the card contract (docs/contracts.md "Cards");
+    empty when fine."""
     if not isinstance(card, dict):
         return [f"{where} is not an object"]
     problems: list[str] = []
