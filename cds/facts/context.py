@@ -37,7 +37,8 @@ class Plan:
     appointment: Resource | None = None
     encounter: Resource | None = None
     at_home: bool = False
-    home_dispense: bool = False
+    home_evidence: str | None = None  # what says the dose is taken at home (clinician words)
+    standing: bool = False  # a course order signed without a planned first dose
 
 
 @dataclass

@@ -75,10 +75,11 @@ _TYPES = [
             "at_display": _s("planned dose time (local)", sample=DATETIME),
             "order_ref": REF,
             "at_home": _b(
-                "self-administered at home (dispense to patient / community "
-                "category / local at-home flag)"
+                "self-administered at home: the local at-home flag, category community, a "
+                "patient instruction to take it at home, or an outpatient order the patient "
+                "administers (a dispensed quantity alone is not home use)"
             ),
-            "home_dispense": _b("the order dispenses the drug to the patient"),
+            "home_evidence": _s("what in the order says it is taken at home", sample="x" * 60),
             "indication_mdsi": _b("reasonCode is MDD with suicidal ideation (VS-MDD-SI)"),
             "age_years": _n("patient age in years at T0", sample="120"),
         },
@@ -283,21 +284,30 @@ _TYPES = [
         {
             "sessions_total": _n("all prior sessions", sample="999"),
             "hours_since_last": _n("hours from the previous session start to T0", sample="9999.9"),
-            "days_since_last": _n("days from the previous session start to T0", sample="9999"),
+            "days_since_last": _n(
+                "calendar days (facility zone) from the previous session's date to T0's date",
+                sample="9999",
+            ),
             "last_display": _s("previous session start", sample=DATETIME),
             "last_drug": _e("drug of the previous session", *DRUGS),
             "new_course": _b("no prior session, or the previous one is older than course reset"),
             "course_sessions": _n("prior sessions in the current course", sample="999"),
-            "course_days": _n("days since the current course's first session", sample="999"),
+            "course_days": _n(
+                "calendar days since the current course's first session", sample="999"
+            ),
+            "previous_gap_days": _n(
+                "calendar days between the last two sessions of the course (its schedule)",
+                sample="999",
+            ),
             "course_week": _n("week of the course T0 falls in (1 = first week)", sample="99"),
             "sessions_7d": _n(
-                "sessions in the 7 days before T0, plus the planned one", sample="99"
+                "sessions in the 7 calendar days up to T0, plus the planned one", sample="99"
             ),
             "sessions_42d": _n(
-                "sessions in the 42 days before T0, plus the planned one", sample="99"
+                "sessions in the 42 calendar days up to T0, plus the planned one", sample="99"
             ),
             "sessions_365d": _n(
-                "sessions in the 365 days before T0, plus the planned one", sample="999"
+                "sessions in the 365 calendar days up to T0, plus the planned one", sample="999"
             ),
             "course_had_56mg": _b("esketamine: a 56 mg session earlier in this course"),
             "course_months": _n("months of continuous treatment in this course", sample="99"),
