@@ -177,4 +177,4 @@ def _engine_name(hook: str) -> str:
 
 def build_evaluator(settings: Settings) -> RuleEvaluator:
     ruleset = load_ruleset(settings.rules_dir, settings.policy_file)
-    return RuleEvaluator(ruleset, settings.facility_timezone)
+    return RuleEvaluator(ruleset, settings.facility_zone)
