@@ -237,8 +237,19 @@ def _encounter_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan | 
         doses[0].route if doses else (route_of(_first_dosage(active[0])) if active else "unknown")
     )
     return Plan(
-        drug=drug, route=route, t0=t0, order=active[0] if active else None, encounter=encounter
+        drug=drug,
+        route=route,
+        t0=t0,
+        order=active[0] if active else None,
+        encounter=encounter,
+        pre_dose_until=_pre_dose_until(doses, t0, now) if ctx.hook == "encounter-start" else None,
     )
+
+
+def _pre_dose_until(doses: list[KapDose], t0: datetime, now: datetime) -> datetime:
+    """Vitals are taken after rooming, minutes after the encounter opens: a reading counts as
+    pre-dose until the encounter's first dose, or, with none charted yet, until now."""
+    return max(t0, min(d.start for d in doses) if doses else now)
 
 
 def _order_due(
