@@ -104,6 +104,20 @@ def _uncontrolled(condition: Resource) -> bool:
     return bool(_UNCONTROLLED_WORD.search(concept_text(condition.get("code"))))
 
 
+_ICD10CM_SYSTEMS = (ICD10CM, "urn:oid:2.16.840.1.113883.6.90")
+
+
+def _icd_acute_mi(condition: Resource) -> bool:
+    """Coded I21/I22 in ICD-10-CM, which by convention means within 4 weeks of onset: the
+    only sign of recency an undated problem-list MI carries."""
+    return any(
+        system in _ICD10CM_SYSTEMS
+        and isinstance(code, str)
+        and code.upper().replace(".", "").startswith(("I21", "I22"))
+        for system, code, _d in codings(condition.get("code"))
+    )
+
+
 def _abated_by(condition: Resource, ctx: FactContext) -> bool:
     if condition.get("abatementBoolean") is True or condition.get("abatementString"):
         return True
@@ -136,6 +150,8 @@ def _condition_fact(
         "date_display": display_date(onset, ctx.tz) if onset else None,
         "ref": ref(condition),
         "uncontrolled": _uncontrolled(condition),
+        "mi": "VS-MI" in ctx.valuesets and ctx.in_valueset(condition.get("code"), "VS-MI"),
+        "mi_acute_by_code": _icd_acute_mi(condition),
         "after_kap_start": bool(onset and first_kap and onset > first_kap),
     }
 

@@ -136,6 +136,10 @@ _TYPES = [
             "display": _s("display of the diagnosis", sample="x" * 50),
             "date_display": _s("onset or recorded date", sample=DATE),
             "ref": REF,
+            "mi": _b("a myocardial infarction (VS-MI), whatever its age"),
+            "mi_acute_by_code": _b(
+                "coded ICD-10-CM I21/I22, which by definition means within 4 weeks of onset"
+            ),
             "uncontrolled": _b(
                 "qualified uncontrolled: local code urn:kap-cds:condition-qualifier"
                 "#uncontrolled in code or severity, or the word in its text"
