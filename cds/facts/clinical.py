@@ -6,6 +6,8 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from cds.facts import vitals
+from cds.facts.calendar import local_day
 from cds.facts.context import FactContext
 from cds.facts.drugs import KapDrugs, route_of
 from cds.facts.fhir import (
@@ -34,6 +36,7 @@ _UNUSABLE_VERIFICATION = {"refuted", "entered-in-error"}
 _POSSIBLE = {"unconfirmed", "provisional", "differential"}
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 QUALIFIER_SYSTEM = "urn:kap-cds:condition-qualifier"  # local: code "uncontrolled"
+_HYPERTENSION = ("VS-HTN", "VS-HTN-CRISIS")
 _UNCONTROLLED_WORD = re.compile(r"\buncontrolled\b", re.IGNORECASE)
 
 
@@ -90,6 +93,30 @@ def _first_kap_dose(ctx: FactContext) -> datetime | None:
     drugs = KapDrugs(ctx.valuesets["VS-KETAMINE"], ctx.valuesets["VS-ESKETAMINE"])
     doses = kap_doses(ctx, drugs)
     return doses[0].start if doses else None
+
+
+def _qualified_uncontrolled(condition: Resource) -> bool:
+    """The local "uncontrolled" qualifier coded in code or severity (not just the word)."""
+    return any(
+        system == QUALIFIER_SYSTEM and code == "uncontrolled"
+        for concept in (condition.get("code"), condition.get("severity"))
+        for system, code, _display in codings(concept)
+    )
+
+
+def _normal_bp_since(condition: Resource, ctx: FactContext) -> bool:
+    """Blood pressure readings since the diagnosis was recorded show control: at least two, on
+    different days, none above the warning limits, the newest within the BP look-back. A
+    problem-list title that still says "uncontrolled" then describes the past."""
+    recorded = condition_onset(condition, ctx.tz)
+    lookback = ctx.policy.number("bp_lookback_days")
+    span = days_between(recorded, ctx.t0) if recorded else lookback
+    found = [r for r in vitals.readings(ctx, max(span, 0)) if not recorded or r.at >= recorded]
+    if len({local_day(r.at, ctx.tz) for r in found}) < 2:
+        return False
+    newest_ok = days_between(found[0].at, ctx.t0) <= lookback
+    sbp, dbp = ctx.policy.number("bp_warning_systolic"), ctx.policy.number("bp_warning_diastolic")
+    return newest_ok and all(r.sbp <= sbp and r.dbp <= dbp for r in found)
 
 
 def _uncontrolled(condition: Resource) -> bool:
@@ -150,6 +177,12 @@ def _condition_fact(
         "date_display": display_date(onset, ctx.tz) if onset else None,
         "ref": ref(condition),
         "uncontrolled": _uncontrolled(condition),
+        "uncontrolled_coded": _qualified_uncontrolled(condition),
+        "normal_bp_since": (
+            _normal_bp_since(condition, ctx)
+            if vs_id in _HYPERTENSION and _uncontrolled(condition)
+            else None
+        ),
         "mi": "VS-MI" in ctx.valuesets and ctx.in_valueset(condition.get("code"), "VS-MI"),
         "mi_acute_by_code": _icd_acute_mi(condition),
         "after_kap_start": bool(onset and first_kap and onset > first_kap),

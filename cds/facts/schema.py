@@ -137,6 +137,14 @@ _TYPES = [
             "date_display": _s("onset or recorded date", sample=DATE),
             "ref": REF,
             "mi": _b("a myocardial infarction (VS-MI), whatever its age"),
+            "uncontrolled_coded": _b(
+                "the local qualifier urn:kap-cds:condition-qualifier#uncontrolled is coded "
+                "(not only the word in a title)"
+            ),
+            "normal_bp_since": _b(
+                "hypertension titled uncontrolled: BP readings since it was recorded (two or "
+                "more days, the newest within the BP look-back) are all within the warning limits"
+            ),
             "mi_acute_by_code": _b(
                 "coded ICD-10-CM I21/I22, which by definition means within 4 weeks of onset"
             ),

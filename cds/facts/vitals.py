@@ -99,6 +99,27 @@ def measured_until(ctx: FactContext) -> datetime:
     return ctx.t0
 
 
+def _complete(
+    candidate: Candidate, diastolics: list[Candidate], ctx: FactContext
+) -> Reading | None:
+    if candidate.vs_id == "VS-BP-PANEL":
+        return _reading(candidate, ctx)
+    return _paired(candidate, diastolics, ctx)
+
+
+def readings(ctx: FactContext, lookback_days: float) -> list[Reading]:
+    """Every complete, valid reading in the look-back up to T0, newest first."""
+    found = candidates(ctx, _VALUESETS, lookback_days=lookback_days)
+    diastolics = [c for c in found if c.vs_id == "VS-BP-DIASTOLIC"]
+    return [
+        reading
+        for candidate in found
+        if candidate.vs_id != "VS-BP-DIASTOLIC"
+        and (reading := _complete(candidate, diastolics, ctx)) is not None
+        and ctx.valid(candidate.resource)
+    ]
+
+
 def newest_reading(ctx: FactContext) -> Reading | None:
     found = candidates(ctx, _VALUESETS, until=measured_until(ctx))  # newest first, unvalidated
     diastolics = [c for c in found if c.vs_id == "VS-BP-DIASTOLIC"]
