@@ -371,6 +371,11 @@ _TYPES = [
             "liquid_hours_before": _n(
                 "hours from last liquid to the planned dose", sample="999.99"
             ),
+            "not_fasting_display": _s(
+                "when the newest fasting status today was answered 'not fasting' (absent "
+                "otherwise)",
+                sample=DATETIME,
+            ),
             "food_stop_display": _s(
                 "no food after this time (planned dose minus the policy "
                 "food fast for the plan's drug)",
