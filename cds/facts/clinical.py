@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cds.facts import vitals
-from cds.facts.calendar import local_day
+from cds.facts.calendar import calendar_days, local_day
 from cds.facts.context import FactContext
 from cds.facts.drugs import KapDrugs, route_of
 from cds.facts.fhir import (
@@ -204,7 +204,83 @@ def build_medications(ctx: FactContext) -> list[Fact]:
             matched = list(ctx.matching_valuesets(concept, candidates=candidates))
             if matched and ctx.valid(record):
                 facts += [_medication_fact(record, concept, vs, state, ctx) for vs in matched]
+    return facts + _maoi_washout(ctx)
+
+
+# An MAOI still acts after its last dose: irreversible ones until new enzyme is made (~2 weeks),
+# methylene blue for the catalog's 7 days. (value set, policy key for the window in days)
+_MAOI_WINDOWS = (
+    ("VS-MAOI-IRREVERSIBLE", "maoi_washout_days"),
+    ("VS-METHYLENE-BLUE", "methylene_blue_days"),
+)
+_TAKEN_STATUSES = {
+    "MedicationStatement": {"active", "completed", "stopped", "intended"},
+    "MedicationRequest": {"active", "completed", "stopped", "on-hold"},
+    "MedicationAdministration": {"completed", "in-progress"},
+}
+
+
+def _maoi_washout(ctx: FactContext) -> list[Fact]:
+    """MAOIs no longer active whose effect has not worn off: last taken within their window.
+
+    One ``medication`` fact (vs VS-MAOI, ``washout``) per record, so KAP-CI-032 can warn that
+    phenelzine stopped 5 days ago or methylene blue given 3 days ago still interacts."""
+    if any(vs not in ctx.valuesets for vs, _key in _MAOI_WINDOWS):
+        return []
+    facts: list[Fact] = []
+    for resource_type, statuses in _TAKEN_STATUSES.items():
+        for record in ctx.resources(resource_type):
+            if record.get("status") not in statuses or _still_active(record, ctx):
+                continue
+            concept = _medication_concept(record, ctx)
+            window = next((key for vs, key in _MAOI_WINDOWS if ctx.in_valueset(concept, vs)), None)
+            # Validate before reading nested fields: valid R4 guarantees their types.
+            if window is None or not ctx.valid(record):
+                continue
+            last = _last_taken(record, ctx)
+            if last is None or last > ctx.t0:
+                continue
+            days = calendar_days(last, ctx.t0, ctx.tz)
+            if days <= ctx.policy.number(window):
+                facts.append(_washout_fact(record, concept, last, days, ctx))
     return facts
+
+
+def _still_active(record: Resource, ctx: FactContext) -> bool:
+    state = _medication_state(record, ctx)
+    return bool(state and (state["active"] or state["on_hold"]))
+
+
+def _last_taken(record: Resource, ctx: FactContext) -> datetime | None:
+    """When the drug was last taken: an administration's time, a statement's end (else its
+    date), an order's end of dosing (boundsPeriod or validity end)."""
+    if record.get("resourceType") == "MedicationRequest":
+        dosages = record.get("dosageInstruction") or [{}]
+        timing = (dosages[0] if isinstance(dosages[0], dict) else {}).get("timing") or {}
+        bounds = (timing.get("repeat") or {}).get("boundsPeriod") or {}
+        validity = (record.get("dispenseRequest") or {}).get("validityPeriod") or {}
+        return parse_time(bounds.get("end") or validity.get("end"), ctx.tz)
+    period = record.get("effectivePeriod") or {}
+    return parse_time(
+        period.get("end") or record.get("effectiveDateTime") or period.get("start"), ctx.tz
+    )
+
+
+def _washout_fact(
+    record: Resource, concept: Any, last: datetime, days: int, ctx: FactContext
+) -> Fact:
+    return {
+        "t": "medication",
+        "vs": "VS-MAOI",
+        "active": False,
+        "on_hold": False,
+        "washout": True,
+        "source": record.get("resourceType"),
+        "name": concept_text(concept) or "unnamed medication",
+        "last_taken_display": display_date(last, ctx.tz),
+        "days_since_last_taken": days,
+        "ref": ref(record),
+    }
 
 
 def _medication_concept(record: Resource, ctx: FactContext) -> Any:

@@ -176,6 +176,12 @@ _TYPES = [
             ),
             "route": _e("route when recorded", *ROUTES),
             "minutes_before": _n("administrations: minutes between the dose and T0"),
+            "washout": _b(
+                "an MAOI no longer taken whose effect has not worn off: last taken within "
+                "maoi_washout_days (irreversible MAOIs) or methylene_blue_days"
+            ),
+            "last_taken_display": _s("washout: date last taken", sample=DATE),
+            "days_since_last_taken": _n("washout: calendar days since last taken", sample="99"),
             "name": _s("medication name", sample="x" * 50),
             "ref": REF,
             "daily_mg": _n(
