@@ -119,7 +119,7 @@ def _course(history: History, ctx: FactContext) -> Fact:
     return {
         "new_course": not history.course,
         "course_sessions": len(history.course),
-        "previous_gap_days": _previous_gap(history, ctx),
+        "maintenance_gap_days": _maintenance_gap(history, ctx),
         "course_days": course_days,
         "course_week": int(course_days // 7) + 1,
         "course_had_56mg": any(
@@ -130,10 +130,11 @@ def _course(history: History, ctx: FactContext) -> Fact:
     }
 
 
-def _previous_gap(history: History, ctx: FactContext) -> int | None:
-    """Calendar days between the last two sessions of the course: the schedule the patient is
-    on (e.g. 14-21 days in an established 2-3-weekly maintenance)."""
-    if len(history.course) < 2:
+def _maintenance_gap(history: History, ctx: FactContext) -> int | None:
+    """Calendar days between the last two sessions once a booster has followed the induction:
+    the maintenance schedule the patient is on (e.g. 14-21 days for 2-3-weekly). Absent while
+    no booster has been given: the gap inside the induction says nothing about maintenance."""
+    if len(history.course) < ctx.policy.number("induction_sessions") + 1:
         return None
     return calendar_days(history.course[-2].start, history.course[-1].start, ctx.tz)
 

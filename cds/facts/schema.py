@@ -313,8 +313,9 @@ _TYPES = [
             "course_days": _n(
                 "calendar days since the current course's first session", sample="999"
             ),
-            "previous_gap_days": _n(
-                "calendar days between the last two sessions of the course (its schedule)",
+            "maintenance_gap_days": _n(
+                "calendar days between the last two sessions once a booster has followed the "
+                "induction (the maintenance schedule); absent before the first booster",
                 sample="999",
             ),
             "course_week": _n("week of the course T0 falls in (1 = first week)", sample="99"),
