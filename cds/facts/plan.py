@@ -139,6 +139,8 @@ def _appointment_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan 
         if r.get("resourceType") == "Appointment"
     ]
     for appointment in appointments:
+        if _appointment_kinds(appointment, ctx) & {"integration", "preparation"}:
+            continue  # a therapy visit that points at the order is not a dose
         linked = _linked_order(appointment, ctx, drugs)
         if is_kap_appointment(appointment) or linked:
             start = parse_time(appointment.get("start"), ctx.tz) or now
@@ -188,11 +190,19 @@ def _visit_kinds(encounter: Resource, ctx: FactContext) -> set[str]:
     """The KAP visit kinds (dosing / integration / preparation) the encounter is typed as,
     itself or through its linked Appointment (value sets a site can extend)."""
     linked_ids = {reference_id(r) for r in encounter.get("appointment") or ()}
-    concepts = list(encounter.get("type") or ())
+    kinds = _kinds_of(list(encounter.get("type") or ()), ctx)
     for appointment in ctx.resources("Appointment"):
         if str(appointment.get("id")) in linked_ids:
-            concepts += appointment.get("serviceType") or []
-            concepts.append(appointment.get("appointmentType"))
+            kinds |= _appointment_kinds(appointment, ctx)
+    return kinds
+
+
+def _appointment_kinds(appointment: Resource, ctx: FactContext) -> set[str]:
+    concepts = [*(appointment.get("serviceType") or ()), appointment.get("appointmentType")]
+    return _kinds_of(concepts, ctx)
+
+
+def _kinds_of(concepts: list[Any], ctx: FactContext) -> set[str]:
     return {
         kind
         for kind, vs_id in _VISIT_KINDS
