@@ -195,16 +195,19 @@ def _condition_fact(
 def build_medications(ctx: FactContext) -> list[Fact]:
     candidates = _valuesets_for(ctx, {RXNORM}, with_names=True)
     facts: list[Fact] = []
+    washout = _washout_candidates(ctx)
     for resource_type in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
         for record in ctx.resources(resource_type):
             state = _medication_state(record, ctx)
             if state is None:
+                if washout and record.get("status") in _TAKEN_STATUSES[resource_type]:
+                    facts += _washout_facts(record, washout, ctx)
                 continue
             concept = _medication_concept(record, ctx)
             matched = list(ctx.matching_valuesets(concept, candidates=candidates))
             if matched and ctx.valid(record):
                 facts += [_medication_fact(record, concept, vs, state, ctx) for vs in matched]
-    return facts + _maoi_washout(ctx)
+    return facts
 
 
 # An MAOI still acts after its last dose: irreversible ones until new enzyme is made (~2 weeks),
@@ -220,35 +223,28 @@ _TAKEN_STATUSES = {
 }
 
 
-def _maoi_washout(ctx: FactContext) -> list[Fact]:
-    """MAOIs no longer active whose effect has not worn off: last taken within their window.
+def _washout_candidates(ctx: FactContext) -> tuple[str, ...]:
+    return tuple(vs for vs, _key in _MAOI_WINDOWS if vs in ctx.valuesets)
 
-    One ``medication`` fact (vs VS-MAOI, ``washout``) per record, so KAP-CI-032 can warn that
-    phenelzine stopped 5 days ago or methylene blue given 3 days ago still interacts."""
-    if any(vs not in ctx.valuesets for vs, _key in _MAOI_WINDOWS):
+
+def _washout_facts(record: Resource, washout: tuple[str, ...], ctx: FactContext) -> list[Fact]:
+    """An MAOI no longer taken whose effect has not worn off: last taken within its window.
+
+    A ``medication`` fact (vs VS-MAOI, ``washout``), so KAP-CI-032 can warn that phenelzine
+    stopped 5 days ago or methylene blue given 3 days ago still interacts."""
+    concept = _medication_concept(record, ctx)
+    windows = dict(_MAOI_WINDOWS)
+    found = next(iter(ctx.matching_valuesets(concept, candidates=washout)), None)
+    # Validate before reading nested fields: valid R4 guarantees their types.
+    if found is None or not ctx.valid(record):
         return []
-    facts: list[Fact] = []
-    for resource_type, statuses in _TAKEN_STATUSES.items():
-        for record in ctx.resources(resource_type):
-            if record.get("status") not in statuses or _still_active(record, ctx):
-                continue
-            concept = _medication_concept(record, ctx)
-            window = next((key for vs, key in _MAOI_WINDOWS if ctx.in_valueset(concept, vs)), None)
-            # Validate before reading nested fields: valid R4 guarantees their types.
-            if window is None or not ctx.valid(record):
-                continue
-            last = _last_taken(record, ctx)
-            if last is None or last > ctx.t0:
-                continue
-            days = calendar_days(last, ctx.t0, ctx.tz)
-            if days <= ctx.policy.number(window):
-                facts.append(_washout_fact(record, concept, last, days, ctx))
-    return facts
-
-
-def _still_active(record: Resource, ctx: FactContext) -> bool:
-    state = _medication_state(record, ctx)
-    return bool(state and (state["active"] or state["on_hold"]))
+    last = _last_taken(record, ctx)
+    if last is None or last > ctx.t0:
+        return []
+    days = calendar_days(last, ctx.t0, ctx.tz)
+    if days > ctx.policy.number(windows[found]):
+        return []
+    return [_washout_fact(record, concept, last, days, ctx)]
 
 
 def _last_taken(record: Resource, ctx: FactContext) -> datetime | None:
