@@ -40,11 +40,11 @@ class ReplayOptions:
 def replay_command(settings: Settings, options: ReplayOptions, out: TextIO) -> int:
     try:
         baseline = RuleEvaluator(
-            load_ruleset(settings.rules_dir, settings.policy_file), settings.facility_timezone
+            load_ruleset(settings.rules_dir, settings.policy_file), settings.facility_zone
         )
         candidate = RuleEvaluator(
             load_ruleset(options.candidate_rules, options.candidate_policy),
-            settings.facility_timezone,
+            settings.facility_zone,
         )
         label, inputs = _inputs(settings, options)
         report = replay(inputs, baseline, candidate, label)
