@@ -79,6 +79,8 @@ def kap_cds(sandbox_dir: Path, sandbox_url: str, state_dir: Path) -> Iterator[Li
         # Pinned inline: the sandbox's jku (its own published set) is then accepted, not fetched.
         "KAP_CDS_TRUSTED_ISSUERS": json.dumps([{"iss": SANDBOX_ISS, "jwks": jwks}]),
         "KAP_CDS_CORS_ORIGINS": json.dumps([sandbox_url]),
+        # Required with JWT on; the charts are shifted to now in UTC.
+        "KAP_CDS_FACILITY_TIMEZONE": "UTC",
     }
     with live_server(state_dir, settings=settings) as server:
         yield server
