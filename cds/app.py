@@ -61,7 +61,7 @@ def create_app(
         app.include_router(router)
     install_error_handlers(app)
     install_openapi(app)
-    security_web.install(app, settings)
+    security_web.install(app, settings, on_refusal=app.state.runtime.metrics.auth_refused)
     return app
 
 

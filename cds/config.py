@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +43,14 @@ class Settings(BaseSettings):
 
     # When empty the service runs open (no JWT) and binds to loopback; it says so at start-up.
     trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
-    # Public URL of this service as EHRs see it (behind a proxy); JWT `aud` is checked against it.
+    # Public URL of this service as EHRs see it; JWT `aud` must be it followed by the path called.
+    # In JWT mode it (or accepted_audiences) is required: the Host header is the caller's choice.
     public_base_url: str | None = None
+    # More base URLs the service is reachable under (several host names); same rule as above.
+    accepted_audiences: list[str] = Field(default_factory=list)
+    # Development only: fetch a trusted issuer's keys over plain http (anyone on the path could
+    # swap them).
+    allow_insecure_jwks_url: bool = False
     jwt_clock_skew_seconds: int = 60
     jwt_max_lifetime_seconds: int = 3600
 
@@ -70,6 +77,41 @@ class Settings(BaseSettings):
     # put it behind their own authenticating proxy. Open anyway when the service runs open.
     governance_open: bool = False
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return None if value is None else _absolute_base_url(value, "public_base_url")
+
+    @field_validator("accepted_audiences")
+    @classmethod
+    def _audience_urls(cls, values: list[str]) -> list[str]:
+        return [_absolute_base_url(v, "accepted_audiences") for v in values]
+
+    @model_validator(mode="after")
+    def _jwks_over_https(self) -> Settings:
+        if self.allow_insecure_jwks_url:
+            return self
+        for issuer in self.trusted_issuers:
+            if issuer.jwks_url is not None and urlsplit(issuer.jwks_url).scheme != "https":
+                raise ValueError(
+                    f"trusted issuer {issuer.iss!r}: jwks_url must be https (set "
+                    "KAP_CDS_ALLOW_INSECURE_JWKS_URL=true for development only)"
+                )
+        return self
+
     @property
     def auth_enabled(self) -> bool:
         return bool(self.trusted_issuers)
+
+    @property
+    def audience_bases(self) -> list[str]:
+        """The base URLs a token's ``aud`` may name (followed by the path called)."""
+        bases = [self.public_base_url] if self.public_base_url else []
+        return bases + [a for a in self.accepted_audiences if a not in bases]
+
+
+def _absolute_base_url(value: str, name: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{name}: {value!r} is not an absolute http(s) URL without query")
+    return value.rstrip("/")
