@@ -17,6 +17,7 @@ from cds.api.errors import install_error_handlers
 from cds.api.metrics import Metrics
 from cds.api.openapi import install_openapi
 from cds.api.routes import discovery, feedback, governance, health, services
+from cds.api.work import WorkPool
 from cds.config import Settings
 from cds.fhir.client import new_client, quiet_httpx_logging
 from cds.pipeline_types import AuditSink
@@ -48,9 +49,15 @@ def create_app(
         settings=settings,
         clock=clock or utc_now,
         metrics=Metrics(),
+        work=WorkPool(
+            threads=settings.evaluation_threads,
+            max_in_flight=settings.max_concurrent_calls,
+            retry_after_seconds=settings.retry_after_seconds,
+        ),
         evaluator=evaluator,
         audit=audit,
     )
+    app.state.runtime.metrics.watch_calls_in_progress(lambda: app.state.runtime.work.in_flight)
     for router in (
         discovery.router,
         services.router,
@@ -71,6 +78,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = runtime.settings
     quiet_httpx_logging()  # the open-mode warning comes from cds.security.web.install
     async with AsyncExitStack() as stack:
+        stack.callback(runtime.work.close)
         if runtime.evaluator is None:
             runtime.evaluator = _build_evaluator(settings)
         if runtime.audit is None:

@@ -7,7 +7,7 @@ tests can construct their own with ``Settings(_env_file=None, ...)``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -69,9 +69,32 @@ class Settings(BaseSettings):
     fhir_max_pages: int = 5
     fhir_max_response_bytes: int = 20_000_000
 
+    # Bytes and resources read from fhirServer per request, across every prefetch key and page.
+    fhir_max_resources: int = Field(default=20_000, ge=1)
+
     max_body_bytes: int = 10_000_000
     max_json_depth: int = 64
+    # A call past it gets 503 + Retry-After (the work still running in its thread is dropped).
     request_timeout_seconds: float = 10.0
+    # Threads that parse, gather and evaluate (the event loop only moves bytes).
+    evaluation_threads: int = Field(default=4, ge=1, le=64)
+    # CDS calls in progress per process; beyond it 503 + Retry-After at once.
+    max_concurrent_calls: int = Field(default=16, ge=1)
+    retry_after_seconds: int = Field(default=2, ge=1)
+    # Feedback items per call (CDS Hooks sends one per card); more is a 400.
+    max_feedback_items: int = Field(default=100, ge=1)
+    # HTTP connection guards (kap-cds serve): request line + headers, time to send them, idle
+    # keep-alive connections.
+    max_header_bytes: int = Field(default=32_768, ge=1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    keep_alive_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    # Logs: one JSON object per line (default), or plain text for a terminal.
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # /docs, /redoc, /openapi.json and /metrics can be switched off (404) where not wanted.
+    expose_docs: bool = True
+    expose_metrics: bool = True
     cors_origins: list[str] = Field(default_factory=list)
     # /governance (rule catalog, per-rule counts; no patient data) without a JWT, for sites that
     # put it behind their own authenticating proxy. Open anyway when the service runs open.

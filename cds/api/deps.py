@@ -15,6 +15,7 @@ import httpx
 from fastapi import Depends, Request
 
 from cds.api.metrics import Metrics
+from cds.api.work import WorkPool
 from cds.config import Settings
 from cds.facts.triage import Triage
 from cds.pipeline_types import AuditSink, Evaluator
@@ -39,6 +40,7 @@ class Runtime:
     settings: Settings
     clock: Clock
     metrics: Metrics
+    work: WorkPool
     evaluator: RulesetEvaluator | None = None
     audit: AuditSink | None = None
     http_client: httpx.AsyncClient | None = None
@@ -79,6 +81,10 @@ async def get_metrics(request: Request) -> Metrics:
     return _runtime(request).metrics
 
 
+async def get_work(request: Request) -> WorkPool:
+    return _runtime(request).work
+
+
 async def get_http_client(request: Request) -> httpx.AsyncClient | None:
     return _runtime(request).http_client
 
@@ -89,4 +95,5 @@ EvaluatorDep = Annotated[RulesetEvaluator, Depends(get_evaluator)]
 AuditDep = Annotated[AuditSink, Depends(get_audit)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+WorkDep = Annotated[WorkPool, Depends(get_work)]
 HttpClientDep = Annotated[httpx.AsyncClient | None, Depends(get_http_client)]

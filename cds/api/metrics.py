@@ -8,12 +8,12 @@ uvicorn workers each process reports its own numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from time import perf_counter
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from cds.hooks.registry import SERVICES, SERVICES_BY_ID
 from cds.security.refusals import REASON_CODES
@@ -93,6 +93,14 @@ class Metrics:
 
     def card_event(self, rule_id: str, event: str) -> None:
         self.cards.labels(rule_id, event).inc()
+
+    def watch_calls_in_progress(self, read: Callable[[], float]) -> None:
+        gauge = Gauge(
+            "kap_cds_calls_in_progress",
+            "CDS calls admitted and not yet finished (their work may outlive a timed-out answer)",
+            registry=self.registry,
+        )
+        gauge.set_function(read)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -40,7 +40,11 @@ def install(
         max_json_depth=settings.max_json_depth,
     )
     _install_auth(app, settings, on_refusal)
-    app.add_middleware(RequestTimeoutMiddleware, seconds=settings.request_timeout_seconds)
+    app.add_middleware(
+        RequestTimeoutMiddleware,
+        seconds=settings.request_timeout_seconds,
+        retry_after_seconds=settings.retry_after_seconds,
+    )
     _install_cors(app, settings)
 
 
