@@ -44,7 +44,16 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``evaluator`` and ``audit`` default to the real ones, built at start-up."""
     settings = settings or Settings()
-    app = FastAPI(title="kap-cds", version=__version__, description=DESCRIPTION, lifespan=_lifespan)
+    docs = settings.expose_docs  # KAP_CDS_EXPOSE_DOCS=false: /docs, /redoc, /openapi.json 404
+    app = FastAPI(
+        title="kap-cds",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.runtime = Runtime(
         settings=settings,
         clock=clock or utc_now,

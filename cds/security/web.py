@@ -2,6 +2,8 @@
 
 Order, outermost first (Starlette runs the middleware added last first):
 
+0. Security headers (``cds.security.headers``): no-store, nosniff and friends on every answer,
+   the ones made by the layers below included.
 1. CORS: answers browser preflights, which carry no Authorization header by design, and puts
    the CORS headers on every answer below it, 401/413/503 included, so a browser EHR client
    (the CDS Hooks sandbox) can read our errors instead of seeing an opaque network failure.
@@ -9,7 +11,8 @@ Order, outermost first (Starlette runs the middleware added last first):
 3. JWT authentication: needs only the headers, so it runs before a single body byte is read.
    An unauthenticated caller can neither make us buffer 10 MB nor, with ``Expect:
    100-continue``, even get the server to ask for the body.
-4. Body limits (size, then JSON depth): buffer the body for callers we know.
+4. Content-Type: a POST body must be declared application/json (415 otherwise, body unread).
+5. Body limits (size, then JSON depth): buffer the body for callers we know.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from cds.config import Settings
 from cds.security.auth import JwtAuthMiddleware
+from cds.security.headers import JsonContentTypeMiddleware, SecurityHeadersMiddleware
 from cds.security.limits import BodyLimitMiddleware, RequestTimeoutMiddleware
 from cds.security.refusals import RefusalLog
 from cds.security.tokens import TokenVerifier
@@ -39,6 +43,7 @@ def install(
         max_body_bytes=settings.max_body_bytes,
         max_json_depth=settings.max_json_depth,
     )
+    app.add_middleware(JsonContentTypeMiddleware)
     _install_auth(app, settings, on_refusal)
     app.add_middleware(
         RequestTimeoutMiddleware,
@@ -46,6 +51,7 @@ def install(
         retry_after_seconds=settings.retry_after_seconds,
     )
     _install_cors(app, settings)
+    app.add_middleware(SecurityHeadersMiddleware)
 
 
 def _install_auth(
