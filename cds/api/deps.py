@@ -7,13 +7,14 @@ thread pool, which costs more than the whole non-KAP answer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
 import httpx
 from fastapi import Depends, Request
 
+from cds.api.card_rules import CardRules
 from cds.api.metrics import Metrics
 from cds.api.work import WorkPool
 from cds.config import Settings
@@ -41,6 +42,7 @@ class Runtime:
     clock: Clock
     metrics: Metrics
     work: WorkPool
+    card_rules: CardRules = field(default_factory=CardRules)
     evaluator: RulesetEvaluator | None = None
     audit: AuditSink | None = None
     http_client: httpx.AsyncClient | None = None

@@ -15,6 +15,7 @@ from cds.api.deps import (
     HttpClientDep,
     MetricsDep,
     RulesetEvaluator,
+    RuntimeDep,
     SettingsDep,
     WorkDep,
 )
@@ -72,6 +73,7 @@ async def call_service(
     metrics: MetricsDep,
     http_client: HttpClientDep,
     work: WorkDep,
+    runtime: RuntimeDep,
 ) -> Response:
     """Evaluate the KAP rules for one hook call."""
     started, now = perf_counter(), clock()
@@ -111,6 +113,7 @@ async def call_service(
             evaluation=evaluation,
             latency_ms=latency_ms,
         )
+        runtime.card_rules.remember(evaluation)
         for fired in evaluation.fired:
             metrics.card_event(fired.rule_id, "fired")
         return json_response(body)
