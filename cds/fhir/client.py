@@ -66,8 +66,7 @@ class ReadBudget:
         self.bytes_left -= count
         if self.bytes_left < 0:
             raise FetchFailed(
-                f"FHIR reads of this request over {self.max_bytes} bytes "
-                "(fhir_max_response_bytes)"
+                f"FHIR reads of this request over {self.max_bytes} bytes (fhir_max_response_bytes)"
             )
 
     def take_resources(self, count: int) -> None:

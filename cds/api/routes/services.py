@@ -21,6 +21,7 @@ from cds.api.deps import (
 )
 from cds.api.metrics import Metrics
 from cds.api.work import Slot
+from cds.audit.archive import ArchivedInputs
 from cds.facts.triage import Triage
 from cds.fhir.gather import gather
 from cds.hooks.cards import CardsResponse
@@ -104,7 +105,9 @@ async def call_service(
         )
         body = await slot.run(_cards_body, evaluation)
         latency_ms = (perf_counter() - started) * 1000
-        audit.record_evaluation(
+        # In the pool too: sealing the archived inputs and writing the spool are blocking work.
+        await slot.run(
+            audit.record_evaluation,
             service_id=descriptor.id,
             hook=descriptor.hook,
             hook_instance=call.request.hookInstance,
@@ -112,6 +115,14 @@ async def call_service(
             data=data,
             evaluation=evaluation,
             latency_ms=latency_ms,
+            # Kept only when the site turned the encrypted input archive on (for replay).
+            inputs=ArchivedInputs(
+                descriptor.id,
+                call.context,
+                data.resources,
+                {key: outcome.value for key, outcome in data.outcomes.items()},
+                now,
+            ),
         )
         runtime.card_rules.remember(evaluation)
         for fired in evaluation.fired:
