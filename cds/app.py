@@ -44,6 +44,8 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``evaluator`` and ``audit`` default to the real ones, built at start-up."""
     settings = settings or Settings()
+    if not settings.facility_timezone:
+        logger.warning(health.ZONE_WARNING)  # every process says it, however it was started
     docs = settings.expose_docs  # KAP_CDS_EXPOSE_DOCS=false: /docs, /redoc, /openapi.json 404
     app = FastAPI(
         title="kap-cds",
