@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,8 @@ from cds.security.fhir_server import may_contact
 logger = logging.getLogger(__name__)
 
 Json = dict[str, Any]
+# Runs a CPU-heavy step somewhere else (the web layer's thread pool) and awaits its result.
+Offload = Callable[[Callable[[], PatientData]], Awaitable[PatientData]]
 
 
 @dataclass
@@ -52,9 +54,11 @@ async def gather(
     service: ServiceDescriptor | None = None,
     context: Json | None = None,
     client: httpx.AsyncClient | None = None,
+    offload: Offload | None = None,
 ) -> PatientData:
     """Gather the data of one request. ``context`` defaults to ``request.context`` (pass the
-    normalized one); ``client`` is the shared HTTP client, or a fresh one is opened."""
+    normalized one); ``client`` is the shared HTTP client, or a fresh one is opened;
+    ``offload`` runs the indexing of the data (CPU-bound, seconds for a huge prefetch)."""
     service = service or service_for_hook(request.hook)
     context = request.context if context is None else context
     prefetch = request.prefetch or {}
@@ -64,11 +68,15 @@ async def gather(
     absent = [k for k in service.prefetch if k.name not in results]
     results |= await _fetch_absent(absent, request, context, settings, client)
     _require(service, results)
-    return PatientData(
-        resources=_index(context, prefetch, service, results).as_dict(),
-        outcomes={k.name: results[k.name].outcome for k in service.prefetch},
-        reasons={name: result.plain for name, result in results.items() if result.plain},
-    )
+
+    def assemble() -> PatientData:
+        return PatientData(
+            resources=_index(context, prefetch, service, results).as_dict(),
+            outcomes={k.name: results[k.name].outcome for k in service.prefetch},
+            reasons={name: result.plain for name, result in results.items() if result.plain},
+        )
+
+    return await offload(assemble) if offload is not None else assemble()
 
 
 def gather_sync(

@@ -110,8 +110,9 @@ class TokenVerifier:
     def key_sources(self) -> list[KeySource]:
         return [trust.keys for trusts in self._trusts.values() for trust in trusts]
 
-    async def verify(self, token: str, audience: str) -> CdsClient:
-        """The verified client, or ``TokenRejected`` (``audience``: the exact URL called)."""
+    async def verify(self, token: str, audience: str | list[str]) -> CdsClient:
+        """The verified client, or ``TokenRejected``. ``audience``: the exact URL called, or the
+        URLs it is reachable under (the token's ``aud`` must name one of them)."""
         header = _checked_header(token)
         kid: str = header["kid"]
         unverified = _unverified_claims(token, kid)
@@ -150,7 +151,7 @@ class TokenVerifier:
         return key
 
     def _decode(
-        self, token: str, key: VerificationKey, alg: str, audience: str, trust: _Trust
+        self, token: str, key: VerificationKey, alg: str, audience: str | list[str], trust: _Trust
     ) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
