@@ -71,6 +71,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = runtime.settings
     quiet_httpx_logging()  # the open-mode warning comes from cds.security.web.install
     async with AsyncExitStack() as stack:
+        security_engine = getattr(app.state, "security_engine", None)
+        if security_engine is not None:  # the replay guard's and rate limit's connections
+            stack.callback(security_engine.dispose)
         if runtime.evaluator is None:
             runtime.evaluator = _build_evaluator(settings)
         if runtime.audit is None:

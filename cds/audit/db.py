@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 
 from cds.audit import records
+from cds.audit.fileperms import private_dir, private_file
 from cds.audit.schema import cards, evaluations, feedback
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,11 @@ def audit_url(raw: str) -> URL:
     return url
 
 
-def create_audit_engine(raw_url: str) -> Engine:
+def create_audit_engine(raw_url: str, *, pool_size: int = 2, max_overflow: int = 2) -> Engine:
     """hide_parameters: a database error must never put patient ids into a log line."""
     url = audit_url(raw_url)
     if url.get_backend_name() == "sqlite":
-        _ensure_sqlite_dir(url)
+        _ensure_sqlite_file(url)
         engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
@@ -50,16 +51,23 @@ def create_audit_engine(raw_url: str) -> Engine:
     return create_engine(
         url,
         pool_pre_ping=True,
-        pool_size=2,
-        max_overflow=2,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        # A request thread waiting for a connection must give up in time to answer.
+        pool_timeout=5,
         connect_args={"connect_timeout": 5},
         hide_parameters=True,
     )
 
 
-def _ensure_sqlite_dir(url: URL) -> None:
+def _ensure_sqlite_file(url: URL) -> None:
+    """The directory and the file, owner-only (SQLite gives its -wal and -shm files the mode of
+    the database file)."""
     if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.database).expanduser()
+        if not path.parent.exists():
+            private_dir(path.parent)
+        private_file(path)
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

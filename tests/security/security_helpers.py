@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import threading
 import time
 import uuid
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -101,6 +103,10 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def make_settings(**values: Any) -> Settings:
+    """Settings with a private SQLite store (the replay guard and rate limit live there)."""
+    state = Path(tempfile.mkdtemp(prefix="kap-cds-security-"))
+    values.setdefault("database_url", f"sqlite:///{state / 'audit.sqlite3'}")
+    values.setdefault("spool_dir", state / "spool")
     return Settings(**values)
 
 

@@ -12,6 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 from cds.config import TrustedIssuer
 from cds.security.auth import JwtAuthMiddleware
 from cds.security.limits import BodyLimitMiddleware, RequestTimeoutMiddleware
+from cds.security.ratelimit import RateLimitMiddleware
 from cds.security.web import install
 
 
@@ -29,6 +30,7 @@ def test_middleware_order_outermost_first(es384: SigningKey) -> None:
         CORSMiddleware,
         RequestTimeoutMiddleware,
         JwtAuthMiddleware,
+        RateLimitMiddleware,  # inside the JWT check: counts verified issuers only
         BodyLimitMiddleware,
     ]
 
