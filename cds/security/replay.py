@@ -96,10 +96,7 @@ class SqlJtiStore:
         conflicts = 0
         with self.engine.begin() as conn:
             for iss, jti, expires_at in entries:
-                inserted = conn.execute(
-                    db.insert_ignore(conn, jti_uses).values(iss=iss, jti=jti, expires_at=expires_at)
-                )
-                conflicts += inserted.rowcount != 1
+                conflicts += not _insert_new(conn, iss, jti, expires_at)
         return conflicts
 
     def forget(self, entries: list[tuple[str, str, float]]) -> None:

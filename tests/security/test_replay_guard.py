@@ -98,11 +98,10 @@ def use(guard: ReplayGuard, iss: str, jti: str, expires_at: float) -> bool:
 
 
 def _guard_with_dead_shared(db_url: str, tmp_path: Path) -> tuple[ReplayGuard, Engine]:
-    live = create_audit_engine(db_url)
+    live = engine(db_url)
     shared = SqlJtiStore(dead_engine(db_url, tmp_path))
-    local = SqlJtiStore(
-        create_audit_engine(f"sqlite:///{tmp_path / 'local.sqlite3'}"), migrate=False
-    )
+    _ENGINES.append(shared.engine)
+    local = SqlJtiStore(engine(f"sqlite:///{tmp_path / 'local.sqlite3'}"), migrate=False)
     return ReplayGuard(shared, local), live
 
 
@@ -110,6 +109,7 @@ def test_falls_back_to_the_node_store_and_reconciles(db_url: str, tmp_path: Path
     other_node = store(db_url)
     guard, live = _guard_with_dead_shared(db_url, tmp_path)
     assert use(guard, ISS, "during-outage", 2e9)
+    assert use(guard, ISS, "only-here", 2e9)
     assert not use(guard, ISS, "during-outage", 2e9)  # replay on this node: refused
     assert guard.status.degraded
     # Meanwhile the same token id was used on another node (which could reach the store).
@@ -123,6 +123,7 @@ def test_falls_back_to_the_node_store_and_reconciles(db_url: str, tmp_path: Path
     assert status.conflicts == 1  # logged as a possible replay accepted during the outage
     # The outage's token ids are in the shared store now: refused on every node.
     assert not other_node.first_use(ISS, "during-outage", 2e9)
+    assert not other_node.first_use(ISS, "only-here", 2e9)
     assert guard.local is not None and guard.local.live_entries() == []
 
 
