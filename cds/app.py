@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from cds import __version__
+from cds.api.audit_metrics import AuditCollector
 from cds.api.deps import RulesetEvaluator, Runtime
 from cds.api.errors import install_error_handlers
 from cds.api.metrics import Metrics
@@ -51,6 +52,8 @@ def create_app(
         evaluator=evaluator,
         audit=audit,
     )
+    runtime = app.state.runtime
+    runtime.metrics.registry.register(AuditCollector(lambda: runtime.audit))
     for router in (
         discovery.router,
         services.router,

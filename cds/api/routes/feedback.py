@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from cds.api.deps import AuditDep
 from cds.hooks.models import FeedbackRequest, json_object, validate_as
 from cds.hooks.registry import service
+from cds.security.auth import authenticated_client
 
 router = APIRouter(tags=["feedback"])
 
@@ -33,5 +36,13 @@ async def record_feedback(service_id: str, request: Request, audit: AuditDep) ->
     descriptor = service(service_id)
     feedback = validate_as(FeedbackRequest, json_object(await request.body()))
     items = [item.model_dump(mode="json", exclude_none=True) for item in feedback.feedback]
-    audit.record_feedback(service_id=descriptor.id, items=items)
+    # Synced before we answer (see services.py); 503 when it cannot be kept.
+    await run_in_threadpool(
+        partial(
+            audit.record_feedback,
+            service_id=descriptor.id,
+            items=items,
+            caller=authenticated_client(request),
+        )
+    )
     return {}

@@ -30,12 +30,21 @@ async def readyz(evaluator: EvaluatorDep, audit: AuditDep, settings: SettingsDep
     ruleset = evaluator.ruleset_info
     if not ruleset.get("digest") or not ruleset.get("rules"):
         raise ServiceUnavailable("no rules loaded")
+    if not audit.accepting():
+        # Neither the spool nor the database can keep a record: every KAP call would be 503.
+        raise ServiceUnavailable(
+            "audit trail unavailable: the spool cannot take records and the database is down"
+        )
+    stats = audit.stats()
     body: dict[str, Any] = {
         "status": "ready",
         "rules": ruleset,
-        # An audit store that is down does not make us unready: records are spooled and
-        # written later, and taking every instance out of rotation would block clinical care.
+        # An audit database that is down does not make us unready while the spool keeps every
+        # record: taking every instance out of rotation would block clinical care.
         "audit": "ok" if audit.healthy() else "degraded: records are spooled until it is back",
+        "audit_backlog_bytes": stats.get("pending_bytes", 0),
+        # Records the database refused: in the export (record "quarantined") for an operator.
+        "audit_quarantined": stats.get("quarantined", 0),
         "auth": "jwt" if settings.auth_enabled else "open",
     }
     if not settings.auth_enabled:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from time import perf_counter
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from cds.api.deps import (
     AuditDep,
@@ -23,6 +25,7 @@ from cds.hooks.cards import CardsResponse
 from cds.hooks.models import ParsedCall, parse_call
 from cds.hooks.registry import service
 from cds.pipeline_types import Evaluation
+from cds.security.auth import authenticated_client
 from cds.security.fhir_server import check_fhir_server_url
 
 router = APIRouter(tags=["services"])
@@ -32,6 +35,7 @@ ERRORS_DOC: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed or invalid request (OperationOutcome names the field)"},
     404: {"description": "Unknown service id"},
     412: {"description": "Required prefetch data unavailable (OperationOutcome names the key)"},
+    503: {"description": "The decision could not be recorded in the audit trail (not answered)"},
 }
 
 
@@ -87,20 +91,33 @@ async def call_service(
             service_id=descriptor.id, context=call.context, data=data, now=now
         )
         latency_ms = (perf_counter() - started) * 1000
-        audit.record_evaluation(
-            service_id=descriptor.id,
-            hook=descriptor.hook,
-            hook_instance=call.request.hookInstance,
-            patient_id=_patient_id(call),
-            data=data,
-            evaluation=evaluation,
-            latency_ms=latency_ms,
+        # In a worker thread: the record is synced to disk (or written to the database) before
+        # we answer, and that I/O must not hold up the event loop. Raises AuditUnavailable (503)
+        # when it cannot be kept: no answer for a decision that is not in the audit trail.
+        await run_in_threadpool(
+            partial(
+                audit.record_evaluation,
+                service_id=descriptor.id,
+                hook=descriptor.hook,
+                hook_instance=call.request.hookInstance,
+                patient_id=_patient_id(call),
+                data=data,
+                evaluation=evaluation,
+                latency_ms=latency_ms,
+                caller=authenticated_client(request),
+                user_id=_user_id(call),
+            )
         )
         return json_response(_cards_body(evaluation))
 
 
 def _cards_body(evaluation: Evaluation) -> bytes:
     return orjson.dumps(CardsResponse(cards=evaluation.cards).to_json())
+
+
+def _user_id(call: ParsedCall) -> str | None:
+    user_id = call.context.get("userId")
+    return user_id if isinstance(user_id, str) else None
 
 
 def _patient_id(call: ParsedCall) -> str | None:
