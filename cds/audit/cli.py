@@ -39,14 +39,16 @@ def parse_instant(value: str | None, name: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def export_command(settings: Settings, since: str | None, fmt: str, out: TextIO) -> int:
-    """Write the audit trail (``--since``, ``--format jsonl|csv``) to ``out``."""
+def export_command(
+    settings: Settings, since: str | None, fmt: str, out: TextIO, *, issuer: str | None = None
+) -> int:
+    """Write the audit trail (``--since``, ``--format jsonl|csv``, ``--issuer``) to ``out``."""
 
     def run(engine: Engine) -> None:
         if fmt not in ("jsonl", "csv"):
             raise UsageError(f"--format must be jsonl or csv, not {fmt!r}")
         start = parse_instant(since, "--since")
-        queries.export(engine, start, "csv" if fmt == "csv" else "jsonl", out)
+        queries.export(engine, start, "csv" if fmt == "csv" else "jsonl", out, issuer=issuer)
 
     return _with_store(settings, run)
 
@@ -57,16 +59,22 @@ def summary_command(
     until: str | None,
     fmt: str,
     out: TextIO,
+    *,
+    issuer: str | None = None,
 ) -> int:
     """Per-rule counts for the compliance report (``--format text|json``) to ``out``."""
 
     def run(engine: Engine) -> None:
         if fmt not in ("text", "json"):
             raise UsageError(f"--format must be text or json, not {fmt!r}")
-        stats = queries.rule_summary(
-            engine, parse_instant(since, "--since"), parse_instant(until, "--until")
+        start, end = parse_instant(since, "--since"), parse_instant(until, "--until")
+        stats = queries.rule_summary(engine, start, end, issuer=issuer)
+        # Quarantined records have no trustworthy issuer (they could not be read): always shown.
+        held = queries.quarantine_count(engine, start, end)
+        text = (
+            format_summary_json(stats, held) if fmt == "json" else format_summary_text(stats, held)
         )
-        out.write(format_summary_json(stats) if fmt == "json" else format_summary_text(stats))
+        out.write(text)
 
     return _with_store(settings, run)
 
@@ -88,12 +96,12 @@ def _with_store(settings: Settings, run: Callable[[Engine], None]) -> int:
     return EXIT_OK
 
 
-def format_summary_json(stats: list[queries.RuleStats]) -> str:
-    body = {"rules": [s.to_json() for s in stats]}
+def format_summary_json(stats: list[queries.RuleStats], quarantined: int = 0) -> str:
+    body = {"rules": [s.to_json() for s in stats], "quarantined_records": quarantined}
     return orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode()
 
 
-def format_summary_text(stats: list[queries.RuleStats]) -> str:
+def format_summary_text(stats: list[queries.RuleStats], quarantined: int = 0) -> str:
     """A Markdown table: readable in a terminal and pastes into a review document."""
     lines = [
         "| rule | versions | fired | accepted | overridden | override reasons | last fired |",
@@ -108,6 +116,12 @@ def format_summary_text(stats: list[queries.RuleStats]) -> str:
         )
     if not stats:
         lines.append("| (no rule fired in this window) | | | | | | |")
+    if quarantined:
+        lines.append("")
+        lines.append(
+            f"**{quarantined} audit record(s) quarantined** in this window: the database refused "
+            'them; they are not counted above (see `kap-cds audit export`, record "quarantined").'
+        )
     return "\n".join(lines) + "\n"
 
 
