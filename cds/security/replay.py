@@ -168,6 +168,7 @@ class ReplayGuard:
         self._degraded = False
         self._reconcile_lock = threading.Lock()
         self.conflicts = 0
+        self.available = True  # False after a token could be checked nowhere (/readyz: 503)
 
     @property
     def status(self) -> ReplayGuardStatus:
@@ -179,6 +180,15 @@ class ReplayGuard:
         return await run_in_threadpool(self._first_use, iss, jti, expires_at)
 
     def _first_use(self, iss: str, jti: str, expires_at: float) -> bool:
+        try:
+            first = self._check(iss, jti, expires_at)
+        except ReplayStoreUnavailable:
+            self.available = False
+            raise
+        self.available = True
+        return first
+
+    def _check(self, iss: str, jti: str, expires_at: float) -> bool:
         if self._clock() >= self._retry_at:
             try:
                 self._reconcile()

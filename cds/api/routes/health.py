@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from cds.api.deps import AuditDep, EvaluatorDep, MetricsDep, SettingsDep
 from cds.api.errors import ServiceUnavailable
@@ -25,7 +25,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(evaluator: EvaluatorDep, audit: AuditDep, settings: SettingsDep) -> dict[str, Any]:
+async def readyz(
+    request: Request, evaluator: EvaluatorDep, audit: AuditDep, settings: SettingsDep
+) -> dict[str, Any]:
     """Rules loaded (digest and count), audit store health, authentication mode."""
     ruleset = evaluator.ruleset_info
     if not ruleset.get("digest") or not ruleset.get("rules"):
@@ -35,6 +37,10 @@ async def readyz(evaluator: EvaluatorDep, audit: AuditDep, settings: SettingsDep
         raise ServiceUnavailable(
             "audit trail unavailable: the spool cannot take records and the database is down"
         )
+    verifier = getattr(request.app.state, "token_verifier", None)
+    if verifier is not None and not verifier.replay_guard.available:
+        # The last token could be checked in no store (shared and node-local both failed).
+        raise ServiceUnavailable("token replay check unavailable")
     stats = audit.stats()
     body: dict[str, Any] = {
         "status": "ready",
