@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cds.audit import db, records
+from cds.audit.archive import ArchiveCipher, ArchivedInputs
 from cds.audit.spool import Spool, SpoolUnavailable
 from cds.audit.writer import Writer
 from cds.config import Settings
@@ -27,10 +28,17 @@ log = logging.getLogger(__name__)
 
 
 class AuditStore:
-    def __init__(self, engine: Engine, spool: Spool, writer: Writer) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        spool: Spool,
+        writer: Writer,
+        archive: ArchiveCipher | None = None,
+    ) -> None:
         self.engine = engine
         self.spool = spool
         self.writer = writer
+        self.archive = archive  # None: the input archive is off (no key configured)
         self._closed = False
 
     def record_evaluation(
@@ -45,7 +53,11 @@ class AuditStore:
         latency_ms: float,
         caller: AuditCaller | None = None,
         user_id: str | None = None,
+        inputs: ArchivedInputs | None = None,
     ) -> None:
+        sealed = None
+        if self.archive is not None and inputs is not None and evaluation.kap:
+            sealed = (self.archive.key_id, self.archive.seal(inputs))
         record = records.evaluation_record(
             service_id=service_id,
             hook=hook,
@@ -54,6 +66,7 @@ class AuditStore:
             data=data,
             evaluation=evaluation,
             latency_ms=latency_ms,
+            sealed_inputs=sealed,
             caller=caller,
             user_id=user_id,
         )
@@ -161,9 +174,10 @@ def open_store(
         backoff_initial=backoff_initial,
         backoff_max=backoff_max,
     )
+    archive = ArchiveCipher.from_settings(settings.archive_key, settings.archive_key_file)
     writer.start()
     writer.wake()  # replay what was claimed right away
-    return AuditStore(engine, spool, writer)
+    return AuditStore(engine, spool, writer, archive)
 
 
 def _try_upgrade(engine: Engine) -> bool:
