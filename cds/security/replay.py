@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, delete, inspect, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
@@ -121,6 +121,14 @@ class SqlJtiStore:
         if removed:
             logger.debug("replay guard: purged %d expired token id(s)", removed)
 
+    def _create_local_table(self) -> None:
+        # The node's workers fall back at the same moment: two may race to create the table.
+        try:
+            jti_uses.create(self.engine, checkfirst=True)
+        except OperationalError:
+            if not _table_exists(self.engine):
+                raise
+
     def _ensure_schema(self) -> None:
         if self._schema_ready:
             return
@@ -130,7 +138,7 @@ class SqlJtiStore:
             if self._migrate:
                 db.upgrade(self.engine)  # the audit migrations own the table
             else:
-                jti_uses.create(self.engine, checkfirst=True)
+                self._create_local_table()
             self._schema_ready = True
 
 
@@ -143,6 +151,10 @@ def _insert_new(conn: Connection, iss: str, jti: str, expires_at: float) -> bool
         .returning(jti_uses.c.jti)
     )
     return conn.execute(stmt).first() is not None
+
+
+def _table_exists(engine: Engine) -> bool:
+    return inspect(engine).has_table(jti_uses.name)
 
 
 @dataclass
@@ -201,6 +213,7 @@ class ReplayGuard:
         try:
             return self.local.first_use(iss, jti, expires_at)
         except UNREACHABLE as exc:  # the node's own disk: nothing left to fall back on
+            logger.error("replay guard: node-local store failed too (%s)", type(exc).__name__)
             raise ReplayStoreUnavailable("the node-local replay store failed") from exc
 
     def _note_down(self, exc: Exception) -> None:

@@ -240,6 +240,7 @@ def replica_env(pg: Postgres, minter: Minter, public_base_url: str) -> dict[str,
         "KAP_CDS_DATABASE_URL": pg.url,
         "KAP_CDS_TRUSTED_ISSUERS": json.dumps([{"iss": ISS, "jwks": minter.jwks()}]),
         "KAP_CDS_PUBLIC_BASE_URL": public_base_url,
+        "KAP_CDS_FACILITY_TIMEZONE": "America/New_York",  # required in JWT mode
         # The fault test sends ~1,000 calls a minute from one issuer: keep the limit out of it.
         "KAP_CDS_RATE_LIMIT_REQUESTS": "100000",
     }
