@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from cds import __version__
+from cds.api.audit_metrics import AuditCollector
 from cds.api.deps import RulesetEvaluator, Runtime
 from cds.api.errors import install_error_handlers
 from cds.api.metrics import Metrics
@@ -69,6 +70,8 @@ def create_app(
         audit=audit,
     )
     app.state.runtime.metrics.watch_calls_in_progress(lambda: app.state.runtime.work.in_flight)
+    runtime = app.state.runtime
+    runtime.metrics.registry.register(AuditCollector(lambda: runtime.audit))
     for router in (
         discovery.router,
         services.router,
@@ -91,6 +94,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     quiet_httpx_logging()  # the open-mode warning comes from cds.security.web.install
     async with AsyncExitStack() as stack:
         stack.callback(runtime.work.close)
+        security_engine = getattr(app.state, "security_engine", None)
+        if security_engine is not None:  # the replay guard's and rate limit's connections
+            stack.callback(security_engine.dispose)
         if runtime.evaluator is None:
             runtime.evaluator = _build_evaluator(settings)
         if runtime.audit is None:

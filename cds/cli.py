@@ -193,13 +193,15 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
 def cmd_audit_export(args: argparse.Namespace) -> int:
     from cds.audit.cli import export_command
 
-    return export_command(_settings(), args.since, args.format, sys.stdout)
+    return export_command(_settings(), args.since, args.format, sys.stdout, issuer=args.issuer)
 
 
 def cmd_audit_summary(args: argparse.Namespace) -> int:
     from cds.audit.cli import summary_command
 
-    return summary_command(_settings(), args.since, args.until, args.format, sys.stdout)
+    return summary_command(
+        _settings(), args.since, args.until, args.format, sys.stdout, issuer=args.issuer
+    )
 
 
 # ---- replay and the input archive ---------------------------------------------------------
@@ -303,11 +305,13 @@ def _audit_parser(commands: Any) -> None:
     sub = audit.add_subparsers(dest="audit_command", required=True)
     export = sub.add_parser("export", help="every decision and feedback item")
     export.add_argument("--since")
+    export.add_argument("--issuer", help="only calls from this JWT issuer (iss)")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.set_defaults(func=cmd_audit_export)
     summary = sub.add_parser("summary", help="per-rule fired/accepted/overridden counts")
     summary.add_argument("--since")
     summary.add_argument("--until")
+    summary.add_argument("--issuer", help="only calls from this JWT issuer (iss)")
     summary.add_argument("--format", choices=["text", "json"], default="text")
     summary.set_defaults(func=cmd_audit_summary)
 

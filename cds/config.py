@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     allow_insecure_jwks_url: bool = False
     jwt_clock_skew_seconds: int = 60
     jwt_max_lifetime_seconds: int = 3600
+    # Replay guard when a PostgreSQL audit store is unreachable: "local" checks token ids in a
+    # SQLite file on this node (reconciled when PostgreSQL is back), "refuse" answers 503.
+    replay_when_store_down: Literal["local", "refuse"] = "local"
+    # Per-issuer rate limit, shared by every replica (0 turns it off): calls per window.
+    rate_limit_requests: int = Field(default=3000, ge=0)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
 
     rules_dir: Path = DEFAULT_RULES_DIR
     policy_file: Path | None = None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,20 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 
 from cds.audit import records
-from cds.audit.schema import cards, evaluations, feedback, input_archive, shadow_firings
+from cds.audit.fileperms import private_dir, private_file
+from cds.audit.schema import (
+    CALLER_FIELDS,
+    cards,
+    evaluations,
+    feedback,
+    input_archive,
+    quarantine,
+    shadow_firings,
+)
 
 log = logging.getLogger(__name__)
+
+CALLER_COLUMNS = tuple(f"caller_{name}" for name in CALLER_FIELDS)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any constant will do; it only has to be the same in every kap-cds process.
@@ -37,11 +49,11 @@ def audit_url(raw: str) -> URL:
     return url
 
 
-def create_audit_engine(raw_url: str) -> Engine:
+def create_audit_engine(raw_url: str, *, pool_size: int = 2, max_overflow: int = 2) -> Engine:
     """hide_parameters: a database error must never put patient ids into a log line."""
     url = audit_url(raw_url)
     if url.get_backend_name() == "sqlite":
-        _ensure_sqlite_dir(url)
+        _ensure_sqlite_file(url)
         engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
@@ -50,16 +62,23 @@ def create_audit_engine(raw_url: str) -> Engine:
     return create_engine(
         url,
         pool_pre_ping=True,
-        pool_size=2,
-        max_overflow=2,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        # A request thread waiting for a connection must give up in time to answer.
+        pool_timeout=5,
         connect_args={"connect_timeout": 5},
         hide_parameters=True,
     )
 
 
-def _ensure_sqlite_dir(url: URL) -> None:
+def _ensure_sqlite_file(url: URL) -> None:
+    """The directory and the file, owner-only (SQLite gives its -wal and -shm files the mode of
+    the database file)."""
     if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.database).expanduser()
+        if not path.parent.exists():
+            private_dir(path.parent)
+        private_file(path)
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -115,7 +134,9 @@ def insert_ignore(conn: Connection, table: Table) -> Insert:
 def write_batch(conn: Connection, batch: Sequence[dict[str, Any]]) -> None:
     """Write spool records in one transaction (the caller's). Order matters: cards before the
     feedback that may point at them."""
-    eval_rows, card_rows, fb_records = _split(batch)
+    eval_rows, card_rows, fb_records, quarantined = _split(batch)
+    if quarantined:
+        conn.execute(insert_ignore(conn, quarantine), quarantined)
     if eval_rows:
         conn.execute(insert_ignore(conn, evaluations), eval_rows)
         _write_shadow_and_archive(conn, [r for r in batch if r["kind"] == records.EVALUATION])
@@ -126,21 +147,45 @@ def write_batch(conn: Connection, batch: Sequence[dict[str, Any]]) -> None:
         conn.execute(insert_ignore(conn, feedback), _feedback_rows(conn, fb_records))
 
 
-def _split(
-    batch: Sequence[dict[str, Any]],
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    eval_rows: list[dict[str, Any]] = []
-    card_rows: list[dict[str, Any]] = []
-    fb_records: list[dict[str, Any]] = []
+Rows = list[dict[str, Any]]
+
+
+def _split(batch: Sequence[dict[str, Any]]) -> tuple[Rows, Rows, Rows, Rows]:
+    eval_rows: Rows = []
+    card_rows: Rows = []
+    fb_records: Rows = []
+    quarantined: Rows = []
     for rec in batch:
         if rec["kind"] == records.EVALUATION:
             eval_rows.append(evaluation_row(rec))
             card_rows.extend(card_rows_of(rec))
         elif rec["kind"] == records.FEEDBACK:
             fb_records.append(rec)
+        elif rec["kind"] == records.QUARANTINE:
+            quarantined.append(quarantine_row(rec))
         else:
             raise ValueError(f"unknown audit record kind {rec['kind']!r}")
-    return eval_rows, card_rows, fb_records
+    return eval_rows, card_rows, fb_records, quarantined
+
+
+def quarantine_record(line: bytes, reason: str) -> dict[str, Any]:
+    """A spool line the database refused (or that cannot be read), as a row it will take: the
+    bytes as text with NUL and invalid UTF-8 backslash-escaped; the id is the line's digest."""
+    raw = line.rstrip(b"\n").decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
+    return {
+        "kind": records.QUARANTINE,
+        "id": hashlib.sha256(line).hexdigest(),
+        "quarantined_at": datetime.now(UTC).isoformat(),
+        "reason": reason,
+        "raw": raw,
+    }
+
+
+def quarantine_row(rec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{k: v for k, v in rec.items() if k != "kind"},
+        "quarantined_at": parse_time(rec["quarantined_at"]),
+    }
 
 
 def evaluation_row(rec: dict[str, Any]) -> dict[str, Any]:
@@ -157,6 +202,9 @@ def evaluation_row(rec: dict[str, Any]) -> dict[str, Any]:
         "latency_ms": float(rec["latency_ms"]),
         "data_outcomes": rec["data_outcomes"],
         "card_count": len(rec["cards"]),
+        # Absent from records spooled before revision 0003: kept as unknown (null).
+        **{name: rec.get(name) for name in CALLER_COLUMNS},
+        "user_id": rec.get("user_id"),
     }
 
 

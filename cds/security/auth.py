@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from cds.api.problem import problem_response
 from cds.errors import AuthenticationFailed
 from cds.security.refusals import RefusalLog
+from cds.security.replay import ReplayStoreUnavailable
 from cds.security.tokens import CdsClient, TokenRejected, TokenVerifier
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ OPEN_PATHS = frozenset(
 STATE_KEY = "cds_client"
 # A CDS Hooks JWT is well under 2 KB; refusing huge ones early keeps decoding cheap.
 MAX_TOKEN_CHARS = 16 * 1024
+REPLAY_UNAVAILABLE_CODE = "CDS-1503"
 
 
 class JwtAuthMiddleware:
@@ -79,7 +81,14 @@ class JwtAuthMiddleware:
         if path in OPEN_PATHS or self._extra_open(path):
             await self.app(scope, receive, send)
             return
-        client = await self._authenticate(scope, path)
+        try:
+            client = await self._authenticate(scope, path)
+        except ReplayStoreUnavailable:
+            # The token may be good, but we cannot tell whether it was used before: never
+            # accept it unchecked. 503 lets the EHR (and a load balancer) try again.
+            logger.error("JWT not checked: the replay store is unreachable; answered 503")
+            await _replay_check_unavailable(scope, receive, send)
+            return
         if client is None:
             await _unauthorized(scope, receive, send)
             return
@@ -135,5 +144,15 @@ async def _unauthorized(scope: Scope, receive: Receive, send: Send) -> None:
         "Authentication failed",
         401,
         headers={"WWW-Authenticate": "Bearer"},
+    )
+    await response(scope, receive, send)
+
+
+async def _replay_check_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem_response(
+        REPLAY_UNAVAILABLE_CODE,
+        "The service cannot check this call's token right now; retry shortly",
+        503,
+        headers={"Retry-After": "5"},
     )
     await response(scope, receive, send)

@@ -12,7 +12,7 @@ from cds.security.web import install
 
 
 def governance_app(es384: SigningKey, governance_open: bool) -> FastAPI:
-    settings = make_settings(
+    settings = make_settings(  # a private SQLite store for the replay guard and rate limit
         trusted_issuers=[TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]})],
         governance_open=governance_open,
     )
