@@ -35,10 +35,18 @@ class TrustedIssuer(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAP_CDS_", env_ignore_empty=True, extra="ignore")
 
+    # The only directory kap-cds creates directories in (the default audit file and spool live
+    # here); any other configured directory must already exist (cds.startup checks).
+    state_dir: Path = DEFAULT_STATE_DIR
     # Audit store: an embedded SQLite file by default, postgresql://... in production.
-    database_url: str = f"sqlite:///{DEFAULT_STATE_DIR / 'audit.sqlite3'}"
+    # Default: sqlite:///<state_dir>/audit.sqlite3 (filled in by _state_defaults).
+    database_url: str = ""
+    # False in a deployment that migrates as its own step (`kap-cds db upgrade`, a Kubernetes
+    # Job): the pods then wait for the schema, spooling records, and never migrate it.
+    migrate_on_start: bool = True
     # Where audit records wait when the store is unreachable (replayed once it is back).
-    spool_dir: Path = DEFAULT_STATE_DIR / "spool"
+    # Default: <state_dir>/spool.
+    spool_dir: Path = Path()
 
     # When empty the service runs open (no JWT) and binds to loopback; it says so at start-up.
     trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
@@ -69,6 +77,15 @@ class Settings(BaseSettings):
     # /governance (rule catalog, per-rule counts; no patient data) without a JWT, for sites that
     # put it behind their own authenticating proxy. Open anyway when the service runs open.
     governance_open: bool = False
+
+    @model_validator(mode="after")
+    def _state_defaults(self) -> Settings:
+        # Derived here, not as field defaults, so that KAP_CDS_STATE_DIR alone moves them.
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.state_dir / 'audit.sqlite3'}"
+        if self.spool_dir == Path():
+            self.spool_dir = self.state_dir / "spool"
+        return self
 
     @property
     def auth_enabled(self) -> bool:

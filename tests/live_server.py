@@ -57,6 +57,7 @@ def live_server(state_dir: Path, database_url: str | None = None) -> Iterator[Li
         "PYTHONPATH": str(REPO_ROOT),
         "KAP_CDS_DATABASE_URL": database_url or f"sqlite:///{state_dir / 'audit.sqlite3'}",
         "KAP_CDS_SPOOL_DIR": str(state_dir / "spool"),
+        "KAP_CDS_STATE_DIR": str(state_dir),
     }
     env.pop("KAP_CDS_TRUSTED_ISSUERS", None)
     process = subprocess.Popen(
