@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # IANA zone for "same day" comparisons (catalog 3.2: the facility's local time zone).
     facility_timezone: str = "UTC"
 
+    # Laptop try-out of the image only: run open (no JWT) on a non-loopback address such as
+    # 0.0.0.0 inside a container. Said loudly at start-up and in /readyz; never in production.
+    open_tryout: bool = False
+
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1

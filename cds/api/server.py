@@ -9,7 +9,7 @@ import socket
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from cds.api.routes.health import OPEN_WARNING
+from cds.api.routes.health import OPEN_WARNING, TRYOUT_WARNING
 from cds.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -31,11 +31,16 @@ def check_bind(settings: Settings, host: str) -> None:
     if settings.auth_enabled:
         return
     logger.warning(OPEN_WARNING)
-    if not is_loopback(host):
-        raise SystemExit(
-            f"refusing to bind to {host}: kap-cds is running OPEN (no JWT authentication). "
-            "Set KAP_CDS_TRUSTED_ISSUERS, or bind to 127.0.0.1."
-        )
+    if is_loopback(host):
+        return
+    if settings.open_tryout:
+        logger.warning("%s (listening on %s)", TRYOUT_WARNING, host)
+        return
+    raise SystemExit(
+        f"kap-cds: refusing to bind to {host}: kap-cds is running OPEN (no JWT authentication). "
+        "Set KAP_CDS_TRUSTED_ISSUERS, or bind to 127.0.0.1 (for a laptop try-out of the image "
+        "only: KAP_CDS_OPEN_TRYOUT=true)."
+    )
 
 
 def tcp_socket(host: str, port: int) -> socket.socket:

@@ -85,3 +85,12 @@ def test_openapi_documents_the_request_models(client: TestClient) -> None:
         "$ref": "#/components/schemas/CdsRequest"
     }
     assert client.get("/docs").status_code == 200
+
+
+def test_readyz_says_tryout_mode(client: TestClient) -> None:
+    client.app.state.runtime.settings.open_tryout = True  # type: ignore[attr-defined]
+
+    body = client.get("/readyz").json()
+
+    assert body["auth"] == "open"
+    assert body["tryout"].startswith("TRY-OUT MODE (KAP_CDS_OPEN_TRYOUT=true)")

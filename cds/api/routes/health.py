@@ -16,6 +16,10 @@ OPEN_WARNING = (
     "running OPEN: no JWT authentication, set KAP_CDS_TRUSTED_ISSUERS to require signed calls "
     "from your EHR"
 )
+TRYOUT_WARNING = (
+    "TRY-OUT MODE (KAP_CDS_OPEN_TRYOUT=true): open on every network interface, for a laptop "
+    "try-out with example data only; never use it with patient data"
+)
 
 
 @router.get("/healthz")
@@ -40,6 +44,8 @@ async def readyz(evaluator: EvaluatorDep, audit: AuditDep, settings: SettingsDep
     }
     if not settings.auth_enabled:
         body["warning"] = OPEN_WARNING
+        if settings.open_tryout:
+            body["tryout"] = TRYOUT_WARNING
     return body
 
 
