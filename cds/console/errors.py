@@ -27,8 +27,14 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+def one_line(message: str) -> str:
+    """Multi-line messages (a YAML parser's, with its caret line) folded into one line."""
+    parts = (part.strip() for part in message.splitlines())
+    return " ".join(part for part in parts if part and set(part) != {"^"})
+
+
 def _say(message: str) -> None:
-    sys.stderr.write(f"kap-cds: {message}\n")
+    sys.stderr.write(f"kap-cds: {one_line(message)}\n")
 
 
 def run_guarded(command: Callable[[], int]) -> int:

@@ -91,5 +91,6 @@ def test_serve_with_a_bad_rule_set_is_one_line_not_a_traceback(tmp_path: Path) -
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
-    [line] = [ln for ln in done.stderr.splitlines() if ln.startswith("kap-cds:")]
-    assert "rule set rejected" in line
+    [line] = done.stderr.splitlines()
+    assert line.startswith("kap-cds: rule set rejected: ")
+    assert "policy.yaml" in line
