@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from cds import __version__
 from cds.api.deps import RulesetEvaluator, Runtime
@@ -23,6 +24,8 @@ from cds.pipeline_types import AuditSink
 from cds.security import web as security_web
 
 logger = logging.getLogger(__name__)
+
+DOCS_ASSETS = "/docs/assets"  # JavaScript and CSS of /docs and /redoc (open, like /docs)
 
 DESCRIPTION = (
     "CDS Hooks 2.0 service for ketamine-assisted psychotherapy (KAP) and esketamine: "
@@ -43,7 +46,14 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``evaluator`` and ``audit`` default to the real ones, built at start-up."""
     settings = settings or Settings()
-    app = FastAPI(title="kap-cds", version=__version__, description=DESCRIPTION, lifespan=_lifespan)
+    # Swagger UI and ReDoc from packaged assets: hospital networks often cannot reach a CDN.
+    app = FastAPIOffline(
+        title="kap-cds",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        static_url=DOCS_ASSETS,
+    )
     app.state.runtime = Runtime(
         settings=settings,
         clock=clock or utc_now,
@@ -60,7 +70,7 @@ def create_app(
     ):
         app.include_router(router)
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(app, settings)
     security_web.install(app, settings)
     return app
 

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from cds import __version__
-from cds.config import REPO_ROOT, Settings
+from cds.config import Settings
 from cds.console import progress
 from cds.console.errors import EXIT_FAILED, CliError, run_guarded
 from cds.console.helptext import HelpFormatter, setting_help, settings_epilog
 from cds.console.inputs import parse_time, read_json, read_resource
+from cds.examples import examples_dir
 from cds.startup import load_settings
 
-EXAMPLES_DIR = REPO_ROOT / "fhir_examples"
 RULE_SETTINGS = ["rules_dir", "policy_file", "facility_timezone", "state_dir"]
 # What each hook needs beside the patient's data, and the option that gives it.
 HOOK_CONTEXT = {
@@ -42,13 +42,6 @@ HOOK_CONTEXT = {
 
 def _settings() -> Settings:
     return load_settings()
-
-
-def examples_dir(settings: Settings) -> Path:
-    """The rule fixtures: beside the rule set (the image ships /app/rules and
-    /app/fhir_examples), else the repository's."""
-    beside = settings.rules_dir.resolve().parent / "fhir_examples"
-    return beside if (beside / "cases").is_dir() else EXAMPLES_DIR
 
 
 def _write(text: str, output: str) -> None:

@@ -30,8 +30,18 @@ from cds.security.tokens import CdsClient, TokenRejected, TokenVerifier
 
 logger = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+# The documentation's own assets (served from the fastapi-offline package, no CDN), by exact
+# path: nothing else under /docs/assets exists.
+DOCS_ASSET_PATHS = frozenset(
+    f"/docs/assets/{name}"
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+)
+OPEN_PATHS = (
+    frozenset(
+        {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc"}
+        | {"/openapi.json"}
+    )
+    | DOCS_ASSET_PATHS
 )
 # Where the verified client is kept: ``request.state.cds_client`` (see ``authenticated_client``).
 STATE_KEY = "cds_client"
