@@ -7,7 +7,7 @@ tests can construct their own with ``Settings(_env_file=None, ...)``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
+
+    # Discovery's prefetch templates: "narrow" asks only for what the rules read (codes,
+    # statuses); "broad" for EHRs whose prefetch cannot filter (a whole resource type each).
+    prefetch_templates: Literal["narrow", "broad"] = "narrow"
 
     # Development only: allow http:// fhirServer URLs (production data must use https).
     allow_insecure_fhir_server: bool = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -201,12 +202,23 @@ class CaseOutcome:
         return not self.problems
 
 
-def run_case(loaded: LoadedCase, evaluator: Any, settings: Any, examples_dir: Path) -> CaseOutcome:
-    """Run one case through data gathering and the evaluator, in process (no HTTP)."""
+def run_case(
+    loaded: LoadedCase,
+    evaluator: Any,
+    settings: Any,
+    examples_dir: Path,
+    narrow: Mapping[str, str] | None = None,
+) -> CaseOutcome:
+    """Run one case through data gathering and the evaluator, in process (no HTTP).
+    ``narrow``: send the prefetch an EHR executing these narrow templates would send."""
     from cds.fhir.gather import gather_sync
+    from cds.fhir.narrow import narrow_prefetch
     from cds.hooks.models import CdsRequest
 
-    request = CdsRequest.model_validate(build_request(loaded.case, examples_dir))
+    raw = build_request(loaded.case, examples_dir)
+    if narrow:
+        raw["prefetch"] = narrow_prefetch(raw["prefetch"], narrow)
+    request = CdsRequest.model_validate(raw)
     data = gather_sync(request, settings)
     evaluation = evaluator.evaluate(
         service_id=loaded.case.service,

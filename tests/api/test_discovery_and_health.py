@@ -94,3 +94,19 @@ def test_readyz_says_tryout_mode(client: TestClient) -> None:
 
     assert body["auth"] == "open"
     assert body["tryout"].startswith("TRY-OUT MODE (KAP_CDS_OPEN_TRYOUT=true)")
+
+
+def test_discovery_publishes_narrow_templates_unless_broad_is_set(
+    client: TestClient, evaluator: Any
+) -> None:
+    narrow = "Consent?patient={{context.patientId}}&status=active"
+    evaluator.prefetch_templates = {"consents": narrow}
+    services = client.get("/cds-services").json()["services"]
+    assert {s["prefetch"]["consents"] for s in services} == {narrow}
+    assert services[0]["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+
+    client.app.state.runtime.settings.prefetch_templates = "broad"  # type: ignore[attr-defined]
+    services = client.get("/cds-services").json()["services"]
+    assert {s["prefetch"]["consents"] for s in services} == {
+        "Consent?patient={{context.patientId}}"
+    }
