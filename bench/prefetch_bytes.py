@@ -54,7 +54,8 @@ def measure() -> list[tuple[str, int, int, int, int]]:
 
 def render(rows: list[tuple[str, int, int, int, int]]) -> str:
     lines = [
-        "| bundle | broad bytes | narrow bytes | narrow / broad | broad resources | narrow resources |",
+        "| bundle | broad bytes | narrow bytes | narrow / broad "
+        "| broad resources | narrow resources |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, broad, narrow, rb, rn in rows:
