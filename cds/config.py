@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     # /governance (rule catalog, per-rule counts; no patient data) without a JWT, for sites that
     # put it behind their own authenticating proxy. Open anyway when the service runs open.
     governance_open: bool = False
+    # People sign in to /governance at the site's authenticating reverse proxy, which passes
+    # the user in this header (e.g. X-Forwarded-User); believed only from these addresses
+    # (IPs or CIDR networks). See cds/security/proxy_login.py.
+    governance_user_header: str | None = None
+    governance_trusted_proxies: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _state_defaults(self) -> Settings:

@@ -9,6 +9,7 @@ is one more function appended to ``CHECKS``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -180,6 +181,21 @@ def check_listen(settings: Settings) -> Iterable[Problem]:
         yield Problem(env_name("workers"), str(settings.workers), "must be at least 1")
 
 
+def check_governance_proxy(settings: Settings) -> Iterable[Problem]:
+    proxies = env_name("governance_trusted_proxies")
+    for value in settings.governance_trusted_proxies:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            yield Problem(proxies, value, "not an IP address or CIDR network")
+    if settings.governance_user_header and not settings.governance_trusted_proxies:
+        yield Problem(
+            env_name("governance_user_header"),
+            settings.governance_user_header,
+            f"needs {proxies}: the header is believed only from the proxy's addresses",
+        )
+
+
 CHECKS: list[Callable[[Settings], Iterable[Problem]]] = [
     check_state_dir,
     check_spool_dir,
@@ -187,4 +203,5 @@ CHECKS: list[Callable[[Settings], Iterable[Problem]]] = [
     check_rules_dir,
     check_policy_file,
     check_listen,
+    check_governance_proxy,
 ]

@@ -98,3 +98,15 @@ def test_postgres_url_without_host() -> None:
 )
 def test_mask(setting: str, value: str, shown: str) -> None:
     assert mask(setting, value) == shown
+
+
+def test_governance_user_header_needs_trusted_proxies() -> None:
+    [line] = problems(governance_user_header="X-Forwarded-User")
+    assert "KAP_CDS_GOVERNANCE_TRUSTED_PROXIES" in line
+
+
+def test_governance_trusted_proxies_must_be_addresses() -> None:
+    [line] = problems(
+        governance_user_header="X-Forwarded-User", governance_trusted_proxies='["proxy.local"]'
+    )
+    assert line.startswith("configuration: KAP_CDS_GOVERNANCE_TRUSTED_PROXIES=proxy.local: ")

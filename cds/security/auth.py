@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cds.api.problem import problem_response
 from cds.errors import AuthenticationFailed
+from cds.security.proxy_login import ProxyLogin
 from cds.security.tokens import CdsClient, TokenRejected, TokenVerifier
 
 logger = logging.getLogger(__name__)
@@ -58,8 +59,10 @@ class JwtAuthMiddleware:
         verifier: TokenVerifier,
         public_base_url: str | None,
         extra_open_paths: frozenset[str] = frozenset(),
+        proxy_login: ProxyLogin | None = None,
     ) -> None:
         self.app = app
+        self._proxy_login = proxy_login
         self.verifier = verifier
         self.public_base_url = public_base_url.rstrip("/") if public_base_url else None
         self._extra_open_paths = extra_open_paths
@@ -74,6 +77,9 @@ class JwtAuthMiddleware:
             return
         path = app_path(scope)
         if path in OPEN_PATHS or path in self._extra_open_paths:
+            await self.app(scope, receive, send)
+            return
+        if self._proxy_login is not None and self._proxy_login.user(scope, path):
             await self.app(scope, receive, send)
             return
         client = await self._authenticate(scope, path)

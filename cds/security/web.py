@@ -22,6 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from cds.config import Settings
 from cds.security.auth import JwtAuthMiddleware
 from cds.security.limits import BodyLimitMiddleware, RequestTimeoutMiddleware
+from cds.security.proxy_login import ProxyLogin
 from cds.security.tokens import TokenVerifier
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ def _install_auth(app: FastAPI, settings: Settings) -> None:
         verifier=verifier,
         public_base_url=settings.public_base_url,
         extra_open_paths=frozenset({"/governance"}) if settings.governance_open else frozenset(),
+        proxy_login=ProxyLogin.build(
+            settings.governance_user_header, settings.governance_trusted_proxies
+        ),
     )
     logger.info("JWT authentication on: %d trusted issuer(s)", len(settings.trusted_issuers))
 
