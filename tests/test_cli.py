@@ -207,3 +207,22 @@ def test_broken_pipe_ends_quietly() -> None:
     assert done.stdout.strip() == "141"
     assert "Traceback" not in done.stderr
     assert "BrokenPipe" not in done.stderr
+
+
+def test_rules_test_finds_fixtures_beside_the_rule_set(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image layout: /app/rules and /app/fhir_examples, the package installed elsewhere."""
+    import shutil
+
+    app = tmp_path / "app"
+    shutil.copytree(REPO_ROOT / "rules", app / "rules")
+    shutil.copytree(EXAMPLES, app / "fhir_examples")
+    for case_dir in (app / "fhir_examples" / "cases").iterdir():
+        if case_dir.name != "KAP-CI-011":
+            shutil.rmtree(case_dir)
+    monkeypatch.setenv("KAP_CDS_RULES_DIR", str(app / "rules"))
+    code, out, err = run(capsys, "rules", "test")
+    assert code == 0, err
+    expected = len(list((app / "fhir_examples" / "cases" / "KAP-CI-011").glob("*.json")))
+    assert out.strip().splitlines()[-1] == f"{expected} passed, 0 failed"
