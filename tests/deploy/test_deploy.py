@@ -55,7 +55,9 @@ def test_pdb_and_network_policy_select_the_pods() -> None:
         manifest = load(name)
         selector = manifest["spec"].get("selector") or manifest["spec"]["podSelector"]
         assert selector["matchLabels"].items() <= labels.items(), name
-    ports = [p["port"] for rule in load("networkpolicy.yaml")["spec"]["ingress"] for p in rule["ports"]]
+    ports = [
+        p["port"] for rule in load("networkpolicy.yaml")["spec"]["ingress"] for p in rule["ports"]
+    ]
     assert ports == [8080]
 
 
@@ -67,7 +69,11 @@ def test_scrape_job_finds_the_annotated_pods() -> None:
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "scrape-config.yaml").read_text())
     [job] = config["scrape_configs"]
     assert job["metrics_path"] == annotations["prometheus.io/path"]
-    keep = {tuple(r["source_labels"]): r["regex"] for r in job["relabel_configs"] if r.get("action") == "keep"}
+    keep = {
+        tuple(r["source_labels"]): r["regex"]
+        for r in job["relabel_configs"]
+        if r.get("action") == "keep"
+    }
     name = template["labels"]["app.kubernetes.io/name"]
     assert keep[("__meta_kubernetes_pod_label_app_kubernetes_io_name",)] == name
 
