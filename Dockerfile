@@ -3,7 +3,8 @@
 #   docker run -p 8080:8080 -e KAP_CDS_TRUSTED_ISSUERS='[...]' -e KAP_CDS_DATABASE_URL=postgresql://... kap-cds
 # Binding 0.0.0.0 (as here) is for production behind JWT auth: set KAP_CDS_TRUSTED_ISSUERS.
 # Laptop try-out with the example data only (open, no JWT; see deploy/README.md):
-#   docker run --rm -p 127.0.0.1:8080:8080 -e KAP_CDS_OPEN_TRYOUT=true kap-cds
+#   docker run --rm -p 127.0.0.1:8080:8080 -e KAP_CDS_OPEN_TRYOUT=true \
+#     -e KAP_CDS_FACILITY_TIMEZONE=Europe/Berlin kap-cds
 
 # --- build: durable-rules compiles a C extension (gcc); the runtime image carries no compiler ---
 FROM python:3.11-slim AS build

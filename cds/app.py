@@ -46,6 +46,8 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``evaluator`` and ``audit`` default to the real ones, built at start-up."""
     settings = settings or Settings()
+    if not settings.facility_timezone:
+        logger.warning(health.ZONE_WARNING)  # every process says it, however it was started
     # Swagger UI and ReDoc from packaged assets: hospital networks often cannot reach a CDN.
     app = FastAPIOffline(
         title="kap-cds",

@@ -5,6 +5,8 @@ kap-cds evaluate REQUEST.json
 kap-cds evaluate --service ID --bundle PATIENT_BUNDLE.json [--order ORDER.json] [--at ISO_TIME]
 kap-cds rules lint | test | catalog | facts | report --format html|md -o FILE | diff OLD NEW
 kap-cds audit export [--since ISO_TIME] [--format jsonl|csv] | audit summary
+kap-cds replay --rules DIR [--since ISO_TIME] [--source auto|archive|fixtures]
+kap-cds archive purge [--older-than DAYS] | archive keygen
 
 Every error is one line on stderr naming the file, setting or id, with exit code 2 (1 when the
 command ran and found problems: failing fixtures, a stale catalog, an unreachable store).
@@ -21,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from cds import __version__
-from cds.config import Settings
+from cds.config import REPO_ROOT, Settings
 from cds.console import progress
 from cds.console.errors import EXIT_FAILED, CliError, run_guarded
 from cds.console.helptext import HelpFormatter, setting_help, settings_epilog
 from cds.console.inputs import parse_time, read_json, read_resource
-from cds.examples import examples_dir
+from cds.examples import REPO_EXAMPLES, examples_dir
 from cds.startup import load_settings
 
+EXAMPLES_DIR = REPO_EXAMPLES
 RULE_SETTINGS = ["rules_dir", "policy_file", "facility_timezone", "state_dir"]
 # What each hook needs beside the patient's data, and the option that gives it.
 HOOK_CONTEXT = {
@@ -188,7 +191,7 @@ def cmd_rules_lint(args: argparse.Namespace) -> int:
     settings = _settings()
     ruleset = _ruleset(settings)
     with progress.status("compiling every rule"):
-        RuleEvaluator(ruleset, settings.facility_timezone)
+        RuleEvaluator(ruleset, settings.facility_zone)
     problems = version_problems(ruleset, read_catalog(ruleset.directory))
     if not catalog_is_current(ruleset) and not settings.policy_file:
         problems.append(f"{ruleset.directory / 'CATALOG.json'} is stale: run `make catalog`")
@@ -231,7 +234,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         where = examples / "cases"
         raise CliError(f"no fixtures for {', '.join(args.rule) or 'any rule'} in {where}")
     with progress.status("compiling every rule"):
-        evaluator = RuleEvaluator(ruleset, settings.facility_timezone)
+        evaluator = RuleEvaluator(ruleset, settings.facility_zone)
     failed = 0
     for loaded in progress.track(cases, len(cases), "running fixtures"):
         outcome = run_case(loaded, evaluator, settings, examples)
@@ -292,6 +295,43 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from cds.audit.cli import upgrade_command
 
     return upgrade_command(_settings(), sys.stdout)
+
+
+# ---- replay and the input archive ---------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from cds.replay.cli import ReplayOptions, replay_command
+
+    third_party = args.third_party or _default_third_party_dir()
+    options = ReplayOptions(
+        Path(args.rules),
+        Path(args.policy) if args.policy else None,
+        args.since,
+        args.source,
+        args.format,
+        Path(args.examples) if args.examples else EXAMPLES_DIR,
+        Path(third_party) if third_party else None,
+    )
+    return replay_command(_settings(), options, sys.stdout)
+
+
+def _default_third_party_dir() -> Path | None:
+    """The shared real-world bundles beside a repository checkout, when they are there."""
+    candidate = REPO_ROOT.parent / "shared" / "fhir" / "third-party"
+    return candidate if candidate.is_dir() else None
+
+
+def cmd_archive_purge(args: argparse.Namespace) -> int:
+    from cds.replay.cli import purge_command
+
+    return purge_command(_settings(), args.older_than, sys.stdout)
+
+
+def cmd_archive_keygen(_args: argparse.Namespace) -> int:
+    from cds.replay.cli import keygen_command
+
+    return keygen_command(sys.stdout)
 
 
 # ---- parser -----------------------------------------------------------------------------
@@ -374,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sub(
         db_sub, "upgrade", "migrate the audit database to this version's schema", ["database_url"]
     ).set_defaults(func=cmd_db_upgrade)
+    _replay_parser(commands)
     return parser
 
 
@@ -423,6 +464,34 @@ def _audit_parser(commands: Any) -> None:
         "--format", choices=["text", "json"], default="text", help="(default: text)"
     )
     summary.set_defaults(func=cmd_audit_summary)
+
+
+def _replay_parser(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay", help="what a candidate rule set would change on past requests"
+    )
+    replay.add_argument("--rules", required=True, help="the candidate rule set directory")
+    replay.add_argument("--policy", help="site policy file for the candidate (default: none)")
+    replay.add_argument("--since", help="archived requests from this time on (ISO 8601)")
+    replay.add_argument(
+        "--source",
+        choices=["auto", "archive", "fixtures"],
+        default="auto",
+        help="auto: the input archive when it has rows, else fixtures and third-party bundles",
+    )
+    replay.add_argument("--examples", help="fhir_examples directory (fixtures source)")
+    replay.add_argument("--third-party", help="directory of real FHIR bundles (fixtures source)")
+    replay.add_argument("--format", choices=["text", "json"], default="text")
+    replay.set_defaults(func=cmd_replay)
+
+    archive = commands.add_parser("archive", help="the encrypted input archive")
+    sub = archive.add_subparsers(dest="archive_command", required=True)
+    purge = sub.add_parser("purge", help="delete archived inputs past the retention window")
+    purge.add_argument(
+        "--older-than", type=int, help="days (default KAP_CDS_ARCHIVE_RETENTION_DAYS)"
+    )
+    purge.set_defaults(func=cmd_archive_purge)
+    sub.add_parser("keygen", help="print a new archive key").set_defaults(func=cmd_archive_keygen)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

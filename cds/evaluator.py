@@ -5,6 +5,7 @@ Built once per process (``build_evaluator``); ``evaluate`` does no file or rule 
 
 from __future__ import annotations
 
+import copy
 import logging
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo
 from cds.cards.actions import ActionContext
 from cds.cards.render import build_cards
 from cds.config import Settings
-from cds.engine.durable import DurableEngine
+from cds.engine.durable import DurableEngine, Match
 from cds.errors import RuleLoadError
 from cds.facts.build import build_facts
 from cds.facts.context import FactContext, Plan
@@ -23,7 +24,7 @@ from cds.facts.plan import find_plan
 from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, without_invalid
 from cds.facts.triage import Triage, triage
 from cds.hooks.registry import service
-from cds.pipeline_types import Evaluation, PatientData
+from cds.pipeline_types import Evaluation, FiredRule, PatientData
 from cds.ruleset.loader import LoadedRuleSet, load_ruleset
 from cds.ruleset.valuesets import ValueSetIndex
 
@@ -80,6 +81,13 @@ class RuleEvaluator:
             },
         )
 
+    def with_timezone(self, timezone: str) -> RuleEvaluator:
+        """The same rule set and engine judging days in another facility zone (rule fixtures
+        of a clinic in another zone); the engine holds no zone, so sharing it is safe."""
+        other = copy.copy(self)
+        other.tz = ZoneInfo(timezone)
+        return other
+
     @property
     def prefetch_templates(self) -> dict[str, str]:
         """Narrow prefetch templates for this rule set's value sets (see cds.fhir.narrow)."""
@@ -92,6 +100,7 @@ class RuleEvaluator:
         return {
             "digest": self.ruleset.digest,
             "rules": len(self.ruleset.active_rules),
+            "shadow": len(self.ruleset.shadow_rules),
             "version": self.ruleset.digest[:12],
         }
 
@@ -141,8 +150,20 @@ class RuleEvaluator:
             order_ref=ref(plan.order) if plan.order and hook.startswith("order-") else None,
             encounter_id=context.get("encounterId"),
         )
-        cards, fired = build_cards(matches, self.ruleset, action_ctx)
-        return Evaluation(cards, fired, plan.t0, True, self.ruleset.digest)
+        live = [m for m in matches if not self.ruleset.is_shadow(_rule_of(m))]
+        cards, fired = build_cards(live, self.ruleset, action_ctx)
+        shadow = self._would_fire(matches, len(live), action_ctx)
+        return Evaluation(cards, fired, plan.t0, True, self.ruleset.digest, shadow)
+
+    def _would_fire(
+        self, matches: list[Match], live_count: int, action_ctx: ActionContext
+    ) -> list[FiredRule]:
+        """Shadow rules' firings as the EHR would have seen them: built together with the live
+        rules so that a live rule's ``suppressed_by`` applies, then only the shadow ones kept."""
+        if live_count == len(matches):
+            return []
+        _cards, fired = build_cards(matches, self.ruleset, action_ctx)
+        return [f for f in fired if self.ruleset.is_shadow(f.rule_id)]
 
     def facts_for(
         self, service_id: str, context: dict[str, Any], data: PatientData, now: datetime
@@ -170,10 +191,14 @@ class RuleEvaluator:
         )
 
 
+def _rule_of(match: Match) -> str:
+    return match.key.partition("#")[0]
+
+
 def _engine_name(hook: str) -> str:
     return hook.replace("-", "_")
 
 
 def build_evaluator(settings: Settings) -> RuleEvaluator:
     ruleset = load_ruleset(settings.rules_dir, settings.policy_file)
-    return RuleEvaluator(ruleset, settings.facility_timezone)
+    return RuleEvaluator(ruleset, settings.facility_zone)

@@ -25,7 +25,7 @@ from cds.config import Settings
 
 ENV_PREFIX = "KAP_CDS_"
 # Settings whose whole value is a secret, and words that mark one in a setting's name.
-_SECRET_NAME = re.compile(r"secret|password|token|private|credential", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"secret|password|token|private|credential|(^|_)key($|_)", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://[^:/@\s]*):(?P<pw>[^@/\s]*)@", re.I)
 _MAX_SHOWN = 120
 

@@ -11,7 +11,7 @@ list cannot fall behind them.
 
 from __future__ import annotations
 
-from cds.facts import dosing_day, labs, sessions, weight
+from cds.facts import clinical, dosing_day, labs, sessions, weight
 
 # Observation.code value sets read (through FactContext.with_code: the only way builders see
 # Observations).
@@ -41,10 +41,19 @@ OBSERVATION_VALUESETS: tuple[str, ...] = (
 # Statuses each builder keeps, by resource type (unions over the builders of that type).
 STATUSES: dict[str, frozenset[str]] = {
     "Observation": frozenset(labs.USABLE_STATUS | dosing_day.USABLE | weight.USABLE_STATUS),
-    # clinical.py: active/intended (interactions); sessions.py: also completed (history).
-    "MedicationStatement": frozenset(sessions.STATEMENT_STATUSES | {"active", "intended"}),
+    # clinical.py: active/intended (interactions), also stopped/completed (MAOI washout);
+    # sessions.py: completed (history).
+    "MedicationStatement": frozenset(
+        sessions.STATEMENT_STATUSES
+        | clinical.TAKEN_STATUSES["MedicationStatement"]
+        | {"active", "intended"}
+    ),
     # clinical.py and sessions.py: completed/in-progress.
-    "MedicationAdministration": frozenset(sessions.ADMIN_STATUSES | {"completed", "in-progress"}),
+    "MedicationAdministration": frozenset(
+        sessions.ADMIN_STATUSES
+        | clinical.TAKEN_STATUSES["MedicationAdministration"]
+        | {"completed", "in-progress"}
+    ),
     # procedures.py, patient.py, reproductive.py: completed; sessions.py: also in-progress.
     "Procedure": frozenset(sessions.PROCEDURE_STATUSES | {"completed"}),
     # quality.py: only an active consent is a KAP consent.

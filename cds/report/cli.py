@@ -50,7 +50,7 @@ def report_text(
         ruleset,
         datetime.now(UTC),
         fixtures_for(ruleset, settings, examples_dir),
-        behaviour_from_url(settings.database_url, start),
+        behaviour_from_url(settings.database_url, start, ruleset.offered_reasons()),
     )
     doc = build_report(data)
     text = render_html(doc) if fmt == "html" else render_markdown(doc)
@@ -64,7 +64,7 @@ def fixtures_for(
     from cds.evaluator import RuleEvaluator  # builds the rules engine: only when a report runs
 
     try:
-        evaluator = RuleEvaluator(ruleset, settings.facility_timezone)
+        evaluator = RuleEvaluator(ruleset, settings.facility_zone)
     except RuleLoadError as exc:
         return list_fixtures(examples_dir, f"not run: {exc.detail}")
     return run_fixtures(evaluator, settings, examples_dir)
