@@ -81,8 +81,22 @@ def summary_command(
     return _with_store(settings, run)
 
 
+def upgrade_command(settings: Settings, out: TextIO) -> int:
+    """``kap-cds db upgrade``: migrate the audit database to head, as its own deployment step
+    (a Kubernetes Job or init container) when pods start with KAP_CDS_MIGRATE_ON_START=false."""
+
+    def run(engine: Engine) -> None:
+        out.write(f"audit database at schema {db.current_revision(engine)}\n")
+
+    return _with_store(settings, run)
+
+
 def _with_store(settings: Settings, run: Callable[[Engine], None]) -> int:
-    engine = db.create_audit_engine(settings.database_url)
+    try:
+        engine = db.create_audit_engine(settings.database_url, settings.state_dir)
+    except ValueError as exc:
+        sys.stderr.write(f"kap-cds audit: KAP_CDS_DATABASE_URL: {exc}\n")
+        return EXIT_USAGE
     try:
         db.upgrade(engine)
         run(engine)
@@ -90,8 +104,9 @@ def _with_store(settings: Settings, run: Callable[[Engine], None]) -> int:
         sys.stderr.write(f"kap-cds audit: {exc}\n")
         return EXIT_USAGE
     except SQLAlchemyError as exc:
-        # The class only: the message may carry the URL or query parameters.
-        sys.stderr.write(f"kap-cds audit: audit store unavailable ({type(exc).__name__})\n")
+        # Host, port and a fixed cause phrase only: the message may carry query parameters.
+        where = db.describe_failure(settings.database_url, exc)
+        sys.stderr.write(f"kap-cds audit: audit store unavailable: {where}\n")
         return EXIT_STORE
     finally:
         engine.dispose()

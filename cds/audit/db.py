@@ -16,6 +16,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, Insert, Table, create_engine, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 from cds.audit import records
 from cds.audit.fileperms import private_dir, private_file
@@ -49,11 +50,16 @@ def audit_url(raw: str) -> URL:
     return url
 
 
-def create_audit_engine(raw_url: str, *, pool_size: int = 2, max_overflow: int = 2) -> Engine:
-    """hide_parameters: a database error must never put patient ids into a log line."""
+def create_audit_engine(
+    raw_url: str, state_dir: Path | None = None, *, pool_size: int = 2, max_overflow: int = 2
+) -> Engine:
+    """hide_parameters: a database error must never put patient ids into a log line.
+
+    A SQLite file's directory is created only inside ``state_dir`` (the configured state
+    directory); anywhere else it must exist already."""
     url = audit_url(raw_url)
     if url.get_backend_name() == "sqlite":
-        _ensure_sqlite_file(url)
+        _ensure_sqlite_file(url, state_dir)
         engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
@@ -71,14 +77,60 @@ def create_audit_engine(raw_url: str, *, pool_size: int = 2, max_overflow: int =
     )
 
 
-def _ensure_sqlite_file(url: URL) -> None:
-    """The directory and the file, owner-only (SQLite gives its -wal and -shm files the mode of
-    the database file)."""
-    if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-        path = Path(url.database).expanduser()
-        if not path.parent.exists():
-            private_dir(path.parent)
-        private_file(path)
+def _ensure_sqlite_file(url: URL, state_dir: Path | None) -> None:
+    """The directory (only inside the state directory) and the file, owner-only (SQLite gives
+    its -wal and -shm files the mode of the database file)."""
+    if not url.database or url.database == ":memory:" or url.database.startswith("file:"):
+        return
+    path = Path(url.database).expanduser()
+    directory = path.parent
+    if not directory.is_dir():
+        if state_dir is None or not directory.resolve().is_relative_to(state_dir.resolve()):
+            raise ValueError(f"audit database directory {directory} does not exist")
+        private_dir(directory)
+    private_file(path)
+
+
+# Causes of a failed connection worth telling an operator. Only these fixed phrases are ever
+# shown: the driver's message may quote SQL parameters (patient ids) for other errors.
+_CAUSES = (
+    ("connection refused", "connection refused"),
+    ("timeout expired", "connection timed out"),
+    ("timed out", "connection timed out"),
+    ("could not translate host name", "unknown host name"),
+    ("name or service not known", "unknown host name"),
+    ("no route to host", "no route to host"),
+    ("network is unreachable", "network unreachable"),
+    ("password authentication failed", "password authentication failed"),
+    ("no password supplied", "no password supplied"),
+    ("no pg_hba.conf entry", "connection not allowed by pg_hba.conf"),
+    ("does not exist", "database or role does not exist"),
+    ("ssl", "TLS negotiation failed"),
+    ("too many connections", "too many connections"),
+    ("the database system is starting up", "server starting up"),
+    ("the database system is shutting down", "server shutting down"),
+    ("unable to open database file", "cannot open the database file"),
+    ("database is locked", "database is locked"),
+    ("server closed the connection", "server closed the connection"),
+)
+
+
+def describe_failure(raw_url: str | URL, exc: BaseException) -> str:
+    """``postgresql host db.internal port 5432: connection refused (OperationalError)``: where
+    and why, never the password, the SQL or its parameters."""
+    try:
+        url = audit_url(raw_url) if isinstance(raw_url, str) else raw_url
+    except (ValueError, ArgumentError):  # describing an error must not raise another
+        return type(exc).__name__
+    if url.get_backend_name() == "sqlite":
+        where = f"sqlite file {url.database}"
+    else:
+        where = f"postgresql host {url.host or 'localhost'} port {url.port or 5432}"
+    if isinstance(exc, SchemaNotMigrated):
+        return f"{where}: {exc}"
+    message = str(getattr(exc, "orig", None) or exc).lower()
+    cause = next((text for phrase, text in _CAUSES if phrase in message), "unreachable")
+    return f"{where}: {cause} ({type(exc).__name__})"
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -108,6 +160,35 @@ def upgrade(engine: Engine) -> None:
             # Held to the end of the transaction: the second process waits, then finds head.
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})")
         command.upgrade(alembic_config(conn), "head")
+
+
+class SchemaNotMigrated(Exception):
+    """The database answers but is not at this version's schema, and this process must not
+    migrate it (KAP_CDS_MIGRATE_ON_START=false): ``kap-cds db upgrade`` has not run yet."""
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return str(ScriptDirectory.from_config(alembic_config()).get_current_head())
+
+
+def require_head(engine: Engine) -> None:
+    """``SchemaNotMigrated`` unless the schema is at head (a pod that does not migrate)."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaNotMigrated(
+            f"audit database schema is at {current}, this version needs {head}: "
+            "run `kap-cds db upgrade`"
+        )
+
+
+def current_revision(engine: Engine) -> str:
+    """The schema revision the database is at (``none`` before the first migration)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() or "none"
 
 
 @contextmanager

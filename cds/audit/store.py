@@ -161,8 +161,8 @@ def open_store(
     An unreachable database does not stop the service from starting: the writer migrates and
     replays once it answers. A malformed URL or a failing migration does raise.
     """
-    engine = db.create_audit_engine(settings.database_url)
-    schema_ready = _try_upgrade(engine)
+    engine = db.create_audit_engine(settings.database_url, settings.state_dir)
+    schema_ready = _try_upgrade(engine, settings.database_url, settings.migrate_on_start)
     spool = Spool(settings.spool_dir)
     spool.claim_orphans()
     writer = Writer(
@@ -173,6 +173,7 @@ def open_store(
         interval=interval,
         backoff_initial=backoff_initial,
         backoff_max=backoff_max,
+        migrate=settings.migrate_on_start,
     )
     archive = ArchiveCipher.from_settings(settings.archive_key, settings.archive_key_file)
     writer.start()
@@ -180,12 +181,13 @@ def open_store(
     return AuditStore(engine, spool, writer, archive)
 
 
-def _try_upgrade(engine: Engine) -> bool:
+def _try_upgrade(engine: Engine, raw_url: str, migrate: bool) -> bool:
     try:
-        db.upgrade(engine)
-    except (OperationalError, InterfaceError) as exc:
+        db.upgrade(engine) if migrate else db.require_head(engine)
+    except (OperationalError, InterfaceError, db.SchemaNotMigrated) as exc:
         log.warning(
-            "audit store unreachable at start-up (%s); records will be spooled", type(exc).__name__
+            "audit store unreachable at start-up (%s); records will be spooled",
+            db.describe_failure(raw_url, exc),
         )
         return False
     return True

@@ -40,7 +40,7 @@ from cds.audit.spool import Segment, Spool
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (OperationalError, InterfaceError)
+TRANSIENT = (OperationalError, InterfaceError, db.SchemaNotMigrated)
 REFUSED = (IntegrityError, DataError)
 
 
@@ -60,6 +60,7 @@ class Writer(threading.Thread):
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
         orphan_rescan_seconds: float = 30.0,
+        migrate: bool = True,
     ) -> None:
         super().__init__(name="kap-cds-audit-writer", daemon=True)
         # Public so an operator tool (or a test) can point the writer at another engine.
@@ -68,6 +69,8 @@ class Writer(threading.Thread):
         self.batch_size = batch_size
         self._interval = interval
         self._schema_ready = schema_ready
+        # False: another step migrates (kap-cds db upgrade); wait for it, never migrate here.
+        self._migrate = migrate
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._orphan_rescan_seconds = orphan_rescan_seconds
@@ -161,7 +164,7 @@ class Writer(threading.Thread):
     def _ensure_schema(self) -> None:
         if self._schema_ready:
             return
-        self._attempt(partial(db.upgrade, self.engine))
+        self._attempt(partial(db.upgrade if self._migrate else db.require_head, self.engine))
         self._schema_ready = True
         log.info("audit store reachable again: schema at head")
 
@@ -222,7 +225,7 @@ class Writer(threading.Thread):
             # The exception text may hold SQL parameters (patient ids): log its class only.
             log.warning(
                 "audit store unavailable (%s); %d attempt(s) failed, records wait in the spool",
-                type(exc).__name__,
+                db.describe_failure(self.engine.url, exc),
                 self.failures,
             )
             raise DatabaseUnavailable from exc

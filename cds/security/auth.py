@@ -26,23 +26,25 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cds.api.problem import problem_response
 from cds.errors import AuthenticationFailed
+from cds.security.proxy_login import ProxyLogin
 from cds.security.refusals import RefusalLog
 from cds.security.replay import ReplayStoreUnavailable
 from cds.security.tokens import CdsClient, TokenRejected, TokenVerifier
 
 logger = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset(
-    {
-        "/",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/docs",
-        "/docs/oauth2-redirect",
-        "/redoc",
-        "/openapi.json",
-    }
+# The documentation's own assets (served from the fastapi-offline package, no CDN), by exact
+# path: nothing else under /docs/assets exists.
+DOCS_ASSET_PATHS = frozenset(
+    f"/docs/assets/{name}"
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+)
+OPEN_PATHS = (
+    frozenset(
+        {"/", "/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc"}
+        | {"/openapi.json"}
+    )
+    | DOCS_ASSET_PATHS
 )
 # Where the verified client is kept: ``request.state.cds_client`` (see ``authenticated_client``).
 STATE_KEY = "cds_client"
@@ -60,9 +62,11 @@ class JwtAuthMiddleware:
         audience_bases: tuple[str, ...],
         extra_open_paths: frozenset[str] = frozenset(),
         refusals: RefusalLog | None = None,
+        proxy_login: ProxyLogin | None = None,
     ) -> None:
         self.app = app
         self.refusals = refusals or RefusalLog()
+        self._proxy_login = proxy_login
         self.verifier = verifier
         if not audience_bases:
             raise ValueError("JWT authentication needs at least one audience base URL")
@@ -79,6 +83,9 @@ class JwtAuthMiddleware:
             return
         path = app_path(scope)
         if path in OPEN_PATHS or self._extra_open(path):
+            await self.app(scope, receive, send)
+            return
+        if self._proxy_login is not None and self._proxy_login.user(scope, path):
             await self.app(scope, receive, send)
             return
         try:

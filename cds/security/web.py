@@ -30,6 +30,7 @@ from cds.security import shared_state
 from cds.security.auth import JwtAuthMiddleware
 from cds.security.headers import JsonContentTypeMiddleware, SecurityHeadersMiddleware
 from cds.security.limits import BodyLimitMiddleware, RequestTimeoutMiddleware
+from cds.security.proxy_login import ProxyLogin
 from cds.security.ratelimit import RateLimitMiddleware
 from cds.security.refusals import RefusalLog
 from cds.security.tokens import TokenVerifier
@@ -80,6 +81,9 @@ def _install_auth(
         audience_bases=tuple(audience_bases),
         extra_open_paths=frozenset({"/governance"}) if settings.governance_open else frozenset(),
         refusals=RefusalLog(on_refusal=on_refusal),
+        proxy_login=ProxyLogin.build(
+            settings.governance_user_header, settings.governance_trusted_proxies
+        ),
     )
     logger.info("JWT authentication on: %d trusted issuer(s)", len(settings.trusted_issuers))
 

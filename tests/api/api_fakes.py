@@ -37,6 +37,7 @@ class FakeEvaluator:
     calls: list[dict[str, Any]] = field(default_factory=list)
     error: Exception | None = None
     ruleset_info: dict[str, Any] = field(default_factory=lambda: dict(RULESET))
+    prefetch_templates: dict[str, str] = field(default_factory=dict)
     drugs: KapDrugs = field(
         default_factory=lambda: KapDrugs(
             ketamine=_value_set("VS-KETAMINE", "6130", "ketamine"),

@@ -25,6 +25,7 @@ app_module = pytest.importorskip("cds.app")
 
 class FakeEvaluator:
     ruleset_info: dict[str, Any] = {"digest": "sha256:test", "rules": 1, "version": "0"}
+    prefetch_templates: dict[str, str] = {}
 
 
 class FakeAudit:

@@ -18,6 +18,10 @@ OPEN_WARNING = (
     "running OPEN: no JWT authentication, set KAP_CDS_TRUSTED_ISSUERS to require signed calls "
     "from your EHR"
 )
+TRYOUT_WARNING = (
+    "TRY-OUT MODE (KAP_CDS_OPEN_TRYOUT=true): open on every network interface, for a laptop "
+    "try-out with example data only; never use it with patient data"
+)
 
 
 ZONE_WARNING = (
@@ -72,6 +76,8 @@ async def readyz(
     }
     if not settings.auth_enabled:
         body["warning"] = OPEN_WARNING
+        if settings.open_tryout:
+            body["tryout"] = TRYOUT_WARNING
     return body
 
 
