@@ -72,7 +72,7 @@ def _inputs(settings: Settings, options: ReplayOptions) -> tuple[str, Iterator[R
         if cipher is None and options.source == "archive":
             raise UsageError("no input archive: set KAP_CDS_ARCHIVE_KEY (or _KEY_FILE)")
         if cipher is not None:
-            engine = db.create_audit_engine(settings.database_url)
+            engine = db.create_audit_engine(settings.database_url, settings.state_dir)
             db.upgrade(engine)
             if options.source == "archive" or count_archive(engine) > 0:
                 return ARCHIVE_LABEL, archived_inputs(engine, cipher, since)
@@ -96,7 +96,7 @@ def _fixtures_and_bundles(settings: Settings, options: ReplayOptions) -> Iterato
 def purge_command(settings: Settings, older_than_days: int | None, out: TextIO) -> int:
     days = older_than_days or settings.archive_retention_days
     try:
-        engine = db.create_audit_engine(settings.database_url)
+        engine = db.create_audit_engine(settings.database_url, settings.state_dir)
         db.upgrade(engine)
         removed = purge_archive(engine, days)
     except SQLAlchemyError as exc:

@@ -15,7 +15,9 @@ from cds.security.replay import ReplayGuard, SqlJtiStore, local_store_path
 
 def security_engine(settings: Settings) -> Engine:
     # Lazy: nothing connects until the first authenticated call.
-    return db.create_audit_engine(settings.database_url, pool_size=4, max_overflow=4)
+    return db.create_audit_engine(
+        settings.database_url, settings.state_dir, pool_size=4, max_overflow=4
+    )
 
 
 def replay_guard(settings: Settings, engine: Engine) -> ReplayGuard:

@@ -92,7 +92,9 @@ def test_spool_files_are_owner_only(tmp_path: Path) -> None:
 
 def test_sqlite_store_is_created_owner_only(tmp_path: Path) -> None:
     settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'db' / 'a.sqlite3'}", spool_dir=tmp_path / "spool"
+        state_dir=tmp_path,  # the directory of the database file is created inside it
+        database_url=f"sqlite:///{tmp_path / 'db' / 'a.sqlite3'}",
+        spool_dir=tmp_path / "spool",
     )
     store = open_store(settings)
     record(store, "one")
