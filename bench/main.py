@@ -10,6 +10,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ from bench.inprocess import (
     Budget,
     bench_runtime,
     measure_builders,
+    measure_cold,
     measure_fast_path,
     measure_stages,
     ruleset_info,
 )
 from bench.scenarios import Phase, Scenario, run_scenarios
 from bench.servers import start_server
-from bench.synthetic import fast_path_request, kap_request, resource_count
+from bench.synthetic import cold_kap_request, fast_path_request, kap_request, resource_count
 from bench.thirdparty import ThirdPartyCase, load_cases, third_party_dir
 
 Json = dict[str, Any]
@@ -38,7 +40,8 @@ DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 @dataclass(frozen=True)
 class Plan:
     mode: str
-    kap_sizes: tuple[int, ...]
+    cold_sizes: tuple[int, ...]  # every request a new patient: the headline
+    kap_sizes: tuple[int, ...]  # the same body again and again (caches help)
     fast_sizes: tuple[int, ...]
     workers: tuple[int, ...]
     scale: float  # multiplies request counts
@@ -54,6 +57,7 @@ class Plan:
 
 FULL = Plan(
     "full",
+    (50, 200, 1000, 5000, 50_000),
     (50, 200, 1000, 5000),
     (0, 200),
     (1, 2),
@@ -67,6 +71,7 @@ FULL = Plan(
 )
 QUICK = Plan(
     "quick",
+    (200,),
     (200,),
     (0,),
     (1,),
@@ -85,14 +90,20 @@ QUICK = Plan(
 # ---- scenarios -------------------------------------------------------------------------------
 
 
-def _phases(resources: int, plan: Plan) -> tuple[Phase, Phase, Phase]:
-    """(warm-up, latency, throughput) for a request of this size."""
+def _phases(resources: int, plan: Plan, cold: bool) -> tuple[Phase, Phase, Phase | None]:
+    """(warm-up, latency, throughput) for a request of this size. Cold traffic builds one body
+    per request, so its counts are smaller; 50,000 resources (~40 MB a body) get a latency
+    run only."""
+    if resources > 10_000:
+        warm, lat = (max(1, round(c * plan.scale)) for c in (1, 3))
+        limit = plan.max_seconds * 5
+        return Phase(warm, 1, limit), Phase(lat, 1, limit), None
     if resources <= 200:
-        counts, concurrency = (40, 400, 800), 8
+        counts, concurrency = ((20, 200, 300) if cold else (40, 400, 800)), 8
     elif resources <= 1000:
-        counts, concurrency = (5, 60, 100), 4
+        counts, concurrency = ((3, 40, 60) if cold else (5, 60, 100)), 4
     else:
-        counts, concurrency = (2, 15, 16), 2
+        counts, concurrency = ((2, 12, 12) if cold else (2, 15, 16)), 2
     warm, lat, thr = (max(2, round(c * plan.scale)) for c in counts)
     limit = plan.max_seconds * (1.5 if resources > 1000 else 1.0)
     return (
@@ -103,13 +114,20 @@ def _phases(resources: int, plan: Plan) -> tuple[Phase, Phase, Phase]:
 
 
 def build_scenarios(plan: Plan) -> list[Scenario]:
-    requests = [(f"fast-{n}", fast_path_request(n)) for n in plan.fast_sizes]
-    requests += [(f"kap-{n}", kap_request(n)) for n in plan.kap_sizes]
+    """Cold traffic first (the headline), then repeated bodies, the not-KAP fast path, and the
+    50,000-resource chart last (it sets the process's peak memory)."""
     scenarios = []
+    for n in plan.cold_sizes:
+        shape = kap_request(min(n, 50), seed=1)  # a small stand-in; bodies come from `distinct`
+        warm, lat, thr = _phases(n, plan, cold=True)
+        distinct = partial(cold_kap_request, n)
+        scenarios.append(Scenario(f"cold-{n}", shape, n, warm, lat, thr, distinct))
+    requests = [(f"kap-{n}", kap_request(n)) for n in plan.kap_sizes]
+    requests += [(f"fast-{n}", fast_path_request(n)) for n in plan.fast_sizes]
     for name, request in requests:
-        warm, lat, thr = _phases(resource_count(request), plan)
+        warm, lat, thr = _phases(resource_count(request), plan, cold=False)
         scenarios.append(Scenario(name, request, resource_count(request), warm, lat, thr))
-    return scenarios
+    return sorted(scenarios, key=lambda s: s.resources > 10_000)  # stable: the huge one last
 
 
 # ---- servers -------------------------------------------------------------------------------
@@ -175,6 +193,8 @@ def run_inprocess(plan: Plan) -> tuple[Json, Json, Json]:
             results[f"kap-{size}"] = measure_stages(
                 kap_request(size), settings, evaluator, store, budget
             )
+            cold = [cold_kap_request(size, 10_000 + i) for i in range(_cold_count(size, plan))]
+            results[f"kap-{size}"]["cold"] = measure_cold(cold, settings, evaluator)
         builders = {
             str(size): measure_builders(kap_request(size), evaluator, plan.inprocess_other)
             for size in plan.builder_sizes
@@ -184,6 +204,11 @@ def run_inprocess(plan: Plan) -> tuple[Json, Json, Json]:
                 fast_path_request(size), evaluator, plan.inprocess_main
             )
     return results, builders, info
+
+
+def _cold_count(size: int, plan: Plan) -> int:
+    """Distinct patients for the in-process cold figures: ~1 million resources at most."""
+    return max(3, min(200, round(1_000_000 * plan.scale / size / 5)))
 
 
 def run_profiles(plan: Plan, out_dir: Path) -> Json:
@@ -268,7 +293,7 @@ def run(plan: Plan, out_dir: Path, *, profile: bool, third_party_dir_: Path | No
     }
     results["ratios"] = report.floor_ratios(http)
     results["growth"] = report.growth(http)
-    results["budgets"] = report.budgets(results)
+    results["targets"] = report.targets(results)
     results["meta"]["duration_s"] = round(time.perf_counter() - started, 1)
     results["meta"]["load_average_at_start"] = load_before
     return results

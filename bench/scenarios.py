@@ -4,10 +4,11 @@ a throughput run (several in flight), each bounded in requests and seconds."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.loadgen import Body, new_client, run_load
+from bench.loadgen import Body, BodyPool, new_client, run_load
 from bench.servers import Server, server_latency
 from bench.synthetic import SERVICE_ID
 
@@ -31,6 +32,18 @@ class Scenario:
     warmup: Phase
     latency: Phase | None  # one in flight: the latency figures
     throughput: Phase | None  # several in flight: requests/s
+    # Cold traffic: request i is a patient never seen before (``request`` is only its shape).
+    distinct: Callable[[int], Json] | None = None
+
+    def bodies(self, latency: bool, throughput: bool) -> Body | BodyPool:
+        """One body for repeated traffic; for cold traffic a body per request the phases may
+        send (built before the phases run, so building costs no measured time)."""
+        if self.distinct is None:
+            return Body(self.request)
+        phases = [self.warmup]
+        phases += [self.latency] if latency and self.latency else []
+        phases += [self.throughput] if throughput and self.throughput else []
+        return BodyPool([self.distinct(i) for i in range(sum(p.requests for p in phases))])
 
 
 def run_scenarios(
@@ -44,16 +57,21 @@ async def _run_all(
 ) -> dict[str, Json]:
     results: dict[str, Json] = {}
     for scenario in scenarios:
-        results[scenario.name] = await _run_scenario(server, scenario, latency, throughput)
+        if (latency and scenario.latency) or (throughput and scenario.throughput):
+            results[scenario.name] = await _run_scenario(server, scenario, latency, throughput)
     return results
 
 
 async def _run_scenario(
     server: Server, scenario: Scenario, latency: bool, throughput: bool
 ) -> Json:
-    body = Body(scenario.request)
+    body = scenario.bodies(latency, throughput)
     url = f"{server.base_url}/cds-services/{SERVICE_ID}"
-    result: Json = {"resources": scenario.resources, "request_bytes": body.size}
+    result: Json = {
+        "resources": scenario.resources,
+        "request_bytes": body.size,
+        "traffic": "repeated" if isinstance(body, Body) else "cold",
+    }
     await _phase(url, body, scenario.warmup)
     if latency and scenario.latency:
         before = _server_time(server)
@@ -61,10 +79,16 @@ async def _run_scenario(
         result["latency"]["server_mean_ms"] = _server_mean(before, _server_time(server))
     if throughput and scenario.throughput:
         result["throughput"] = await _measured_phase(server, url, body, scenario.throughput)
+    if isinstance(body, BodyPool):
+        result["distinct_bodies"], result["bodies_reused"] = len(body.bodies), body.reused
+    # VmHWM so far: scenarios run smallest first, so this is the peak up to this size.
+    result["peak_rss_mb_so_far"] = max(
+        (m["peak_rss_mb"] or 0.0 for m in server.memory_mb().values()), default=None
+    )
     return result
 
 
-async def _measured_phase(server: Server, url: str, body: Body, phase: Phase) -> Json:
+async def _measured_phase(server: Server, url: str, body: Body | BodyPool, phase: Phase) -> Json:
     """A phase plus the server's CPU time per request (not inflated by a busy machine)."""
     cpu_before = server.cpu_seconds()
     summary = await _phase(url, body, phase)
@@ -74,7 +98,7 @@ async def _measured_phase(server: Server, url: str, body: Body, phase: Phase) ->
     return summary
 
 
-async def _phase(url: str, body: Body, phase: Phase) -> Json:
+async def _phase(url: str, body: Body | BodyPool, phase: Phase) -> Json:
     async with new_client(phase.concurrency) as client:
         load = await run_load(
             client,
