@@ -146,7 +146,7 @@ def run_server(
             "memory_at_ready": server.memory_mb(),
         }
         one = workers == 1
-        http = run_scenarios(server, scenarios, latency=one, throughput=kind == "kap" or not one)
+        http = run_scenarios(server, scenarios, latency=one, throughput=True)
         tp = run_scenarios(server, third_party, throughput=False) if one and third_party else {}
         facts["memory"] = server.memory_mb()
         facts["ruleset"] = server.ready_body.get("rules")

@@ -177,7 +177,9 @@ def targets(results: Json) -> list[Json]:
             "target": name,
             "limit": limit_text,
             "measured": value,
-            "ok": None if value is None else (value >= limit if at_least else value <= limit),
+            "ok": None
+            if value is None or math.isinf(limit)
+            else (value >= limit if at_least else value <= limit),
         }
         for name, limit_text, value, limit, at_least in rows
     ]

@@ -19,6 +19,7 @@ from cds.facts.build import build_facts
 from cds.facts.context import FactContext, Plan
 from cds.facts.drugs import KapDrugs
 from cds.facts.fhir import r4b_model, ref
+from cds.facts.index import PrefetchIndex
 from cds.facts.plan import find_plan
 from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, without_invalid
 from cds.facts.triage import Triage, triage
@@ -124,7 +125,7 @@ class RuleEvaluator:
         plan = find_plan(ctx, self.drugs, now)
         if plan is None:
             return Evaluation([], [], now, False, self.ruleset.digest)
-        ctx = self._context(hook, context, data, plan.t0, plan)
+        ctx = self._context(hook, context, data, plan.t0, plan, ctx.prefetch)
         ctx.invalid.extend(removed)
         facts = build_facts(ctx)
         matches = self.engine.run(_engine_name(hook), facts)
@@ -142,13 +143,20 @@ class RuleEvaluator:
     ) -> list[dict[str, Any]]:
         """The facts an evaluation would post (for `kap-cds evaluate --facts` and tests)."""
         hook = service(service_id).hook
-        plan = find_plan(self._context(hook, context, data, now, None), self.drugs, now)
+        first = self._context(hook, context, data, now, None)
+        plan = find_plan(first, self.drugs, now)
         if plan is None:
             return []
-        return build_facts(self._context(hook, context, data, plan.t0, plan))
+        return build_facts(self._context(hook, context, data, plan.t0, plan, first.prefetch))
 
     def _context(
-        self, hook: str, context: dict[str, Any], data: PatientData, t0: datetime, plan: Plan | None
+        self,
+        hook: str,
+        context: dict[str, Any],
+        data: PatientData,
+        t0: datetime,
+        plan: Plan | None,
+        prefetch: PrefetchIndex | None = None,
     ) -> FactContext:
         return FactContext(
             hook=hook,
@@ -160,6 +168,8 @@ class RuleEvaluator:
             valuesets=self.ruleset.valuesets,
             plan=plan,
             index=self.index,
+            # One pass over the data per request, shared by the plan and the fact builders.
+            prefetch=prefetch or PrefetchIndex(data, self.tz, self.ruleset.valuesets, self.index),
         )
 
 
