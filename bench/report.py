@@ -372,7 +372,7 @@ def _profile_section(results: Json) -> str:
     profiles = results.get("profile") or {}
     if not profiles:
         return ""
-    out = ["## Profile (cProfile through the ASGI app, in process)\n"]
+    out = ["## Profile (cProfile through the ASGI app, in process, cold traffic)\n"]
     for label, prof in profiles.items():
         if "error" in prof:
             out.append(f"- {label}: {prof['error']}\n")

@@ -24,6 +24,25 @@ from cds.pipeline_types import PatientData
 from cds.ruleset.valuesets import ValueSet, ValueSetIndex
 
 Coding = tuple[str, str]
+_NONE: frozenset[str] = frozenset()
+
+
+def _coding_key(concept: Any) -> tuple[tuple[Any, Any], ...] | None:
+    """(system, code) of each coding of a CodeableConcept, as sent; None when the JSON is not
+    shaped like one (or holds unhashable values), which ``codings`` then reads carefully."""
+    if not isinstance(concept, dict):
+        return ()
+    coding = concept.get("coding")
+    if coding is None:
+        return ()
+    if not isinstance(coding, list):
+        return None
+    try:
+        key = tuple([(c.get("system"), c.get("code")) for c in coding])
+        hash(key)
+    except (AttributeError, TypeError):  # a coding that is not an object, a list as a code...
+        return None
+    return key
 
 
 class PrefetchIndex:
@@ -39,6 +58,7 @@ class PrefetchIndex:
         self._valuesets = valuesets
         self._codes = codes
         self._coded: dict[int, frozenset[str]] = {}
+        self._by_codings: dict[tuple[tuple[Any, Any], ...], frozenset[str]] = {}
         self._by_valueset: dict[str, dict[str, list[Resource]]] = {}
         self._by_coding: dict[str, dict[Coding, list[Resource]]] = {}
         self._times: dict[int, datetime | None] = {}
@@ -61,9 +81,20 @@ class PrefetchIndex:
         return found
 
     def _lookup(self, concept: Any) -> frozenset[str]:
+        # Charts repeat the same few hundred codings thousands of times: the answer is kept
+        # per distinct list of (system, code), read straight off the JSON.
+        key = _coding_key(concept)
+        if key is None:
+            return self._compute(concept)
+        found = self._by_codings.get(key)
+        if found is None:
+            found = self._by_codings[key] = self._compute(concept)
+        return found
+
+    def _compute(self, concept: Any) -> frozenset[str]:
         pairs = [(s, c) for s, c, _d in codings(concept) if s and c]
         if not pairs:
-            return frozenset()
+            return _NONE
         if self._codes is not None:
             return frozenset().union(*(self._codes.coding_matches(s, c) for s, c in pairs))
         return frozenset(
@@ -74,30 +105,34 @@ class PrefetchIndex:
 
     def with_code(self, resource_type: str, vs_id: str) -> list[Resource]:
         """Resources of a type whose ``code`` is coded in a value set (document order)."""
-        return self._file(resource_type)[0].get(vs_id, [])
+        filed = self._by_valueset.get(resource_type)
+        if filed is None:
+            filed = self._by_valueset[resource_type] = self._file_by_valueset(resource_type)
+        return filed.get(vs_id, [])
 
     def with_coding(self, resource_type: str, system: str, code: str) -> list[Resource]:
         """Resources of a type with this exact (system, code) in their ``code``."""
-        return self._file(resource_type)[1].get((system, code), [])
+        filed = self._by_coding.get(resource_type)
+        if filed is None:
+            filed = self._by_coding[resource_type] = self._file_by_coding(resource_type)
+        return filed.get((system, code), [])
 
-    def _file(
-        self, resource_type: str
-    ) -> tuple[dict[str, list[Resource]], dict[Coding, list[Resource]]]:
+    def _file_by_valueset(self, resource_type: str) -> dict[str, list[Resource]]:
         """The one pass over a resource type, the first time any builder asks about it."""
-        filed = self._by_valueset.get(resource_type)
-        if filed is not None:
-            return filed, self._by_coding[resource_type]
-        by_valueset: dict[str, list[Resource]] = {}
-        by_coding: dict[Coding, list[Resource]] = {}
+        filed: dict[str, list[Resource]] = {}
         for resource in self.of_type(resource_type):
-            concept = resource.get("code")
-            for vs_id in self.coded_in(concept):
-                by_valueset.setdefault(vs_id, []).append(resource)
-            for system, code, _display in codings(concept):
+            for vs_id in self.coded_in(resource.get("code")):
+                filed.setdefault(vs_id, []).append(resource)
+        return filed
+
+    def _file_by_coding(self, resource_type: str) -> dict[Coding, list[Resource]]:
+        """Filed by exact coding only when a builder first asks that way."""
+        filed: dict[Coding, list[Resource]] = {}
+        for resource in self.of_type(resource_type):
+            for system, code, _display in codings(resource.get("code")):
                 if system and code:
-                    by_coding.setdefault((system, code), []).append(resource)
-        self._by_valueset[resource_type], self._by_coding[resource_type] = by_valueset, by_coding
-        return by_valueset, by_coding
+                    filed.setdefault((system, code), []).append(resource)
+        return filed
 
     # ---- times ------------------------------------------------------------------------------
 

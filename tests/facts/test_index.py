@@ -79,12 +79,14 @@ def test_files_each_type_once_by_value_set_and_by_coding(ruleset: LoadedRuleSet)
         heart_rate("h"),
     )
     idx = new_index(ruleset, data(w1, hr, w2))
-    with mock.patch.object(index_module, "codings", wraps=index_module.codings) as scanned:
+    with mock.patch.object(idx, "_file_by_valueset", wraps=idx._file_by_valueset) as by_vs:
         assert idx.with_code("Observation", "VS-BODY-WEIGHT") == [w1, w2]
-        first_pass = scanned.call_count
+        assert idx.with_code("Observation", "VS-BODY-WEIGHT") == [w1, w2]
+        assert idx.with_code("Observation", "VS-ESKETAMINE") == []
+    with mock.patch.object(idx, "_file_by_coding", wraps=idx._file_by_coding) as by_coding:
         assert idx.with_coding("Observation", LOINC, "8867-4") == [hr]
-        assert idx.with_code("Observation", "VS-BODY-WEIGHT") == [w1, w2]
-    assert first_pass > 0 and scanned.call_count == first_pass  # no second scan
+        assert idx.with_coding("Observation", LOINC, "29463-7") == [w1, w2]
+    assert by_vs.call_count == 1 and by_coding.call_count == 1  # one pass each, per type
     assert idx.with_code("Condition", "VS-BODY-WEIGHT") == []
     assert idx.with_coding("Observation", LOINC, "no-such-code") == []
 
@@ -157,3 +159,23 @@ def test_contexts_of_one_request_share_the_index(ruleset: LoadedRuleSet) -> None
     assert second.data_index is shared
     other = context(ruleset, data())
     assert other.data_index is not shared  # another request's data: its own index
+
+
+def test_same_codings_share_one_lookup_and_odd_json_is_read_safely(
+    ruleset: LoadedRuleSet,
+) -> None:
+    w1, w2 = weight_obs("w1", 70, "2026-11-17"), weight_obs("w2", 71, "2026-11-18")
+    idx = new_index(ruleset, data(w1, w2))
+    with mock.patch.object(idx, "_compute", wraps=idx._compute) as computed:
+        assert "VS-BODY-WEIGHT" in idx.coded_in(w1["code"])
+        assert "VS-BODY-WEIGHT" in idx.coded_in(w2["code"])
+    assert computed.call_count == 1
+    odd = [
+        {"coding": "29463-7"},
+        {"coding": ["29463-7"]},
+        {"coding": [{"system": LOINC, "code": ["29463-7"]}]},
+        {"coding": [{"system": 7, "code": "29463-7"}]},
+        "29463-7",
+        None,
+    ]
+    assert [idx.coded_in(c) for c in odd] == [frozenset()] * len(odd)
