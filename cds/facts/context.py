@@ -129,6 +129,14 @@ class FactContext:
         per request serves every builder, instead of each builder rescanning everything."""
         return self.data_index.with_code(resource_type, vs_id)
 
+    def in_code_valueset(self, resource_type: str, vs_id: str) -> list[Resource]:
+        """Resources of a type whose ``code`` is in a value set, as ``in_valueset`` decides
+        (codes, and names for value sets that have them), in the order they were sent. Coded
+        matches come from the index; only a value set with names needs a scan."""
+        if self.valuesets[vs_id].name_pattern is None:
+            return self.with_code(resource_type, vs_id)
+        return [r for r in self.resources(resource_type) if self.in_valueset(r.get("code"), vs_id)]
+
     def with_coding(self, resource_type: str, system: str, code: str) -> list[Resource]:
         """Resources of a type with this exact (system, code) in their ``code``."""
         return self.data_index.with_coding(resource_type, system, code)
