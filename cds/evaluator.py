@@ -21,7 +21,7 @@ from cds.facts.drugs import KapDrugs
 from cds.facts.fhir import r4b_model, ref
 from cds.facts.index import PrefetchIndex
 from cds.facts.plan import find_plan
-from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, without_invalid
+from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, retry_without_malformed
 from cds.facts.triage import Triage, triage
 from cds.hooks.registry import service
 from cds.pipeline_types import Evaluation, PatientData
@@ -102,9 +102,12 @@ class RuleEvaluator:
                 hook,
                 type(exc).__name__,
             )
-        check_context_resources(context)
-        clean, removed = without_invalid(data)
-        return self._evaluate(hook, context, clean, now, removed)
+            check_context_resources(context)  # a malformed order or appointment: HTTP 400
+            return retry_without_malformed(
+                lambda clean, removed: self._evaluate(hook, context, clean, now, removed),
+                data,
+                exc,
+            )
 
     def triage(self, hook: str, context: dict[str, Any]) -> Triage:
         try:
