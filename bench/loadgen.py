@@ -51,6 +51,10 @@ class BodyPool:
         self.size = round(sum(b.size for b in self.bodies) / len(self.bodies))
         self.handed_out = 0
 
+    def rewind(self) -> None:
+        """Start over: the next server gets the very same bodies, in the same order."""
+        self.handed_out = 0
+
     @property
     def reused(self) -> int:
         return max(0, self.handed_out - len(self.bodies))

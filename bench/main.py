@@ -27,8 +27,8 @@ from bench.inprocess import (
     measure_stages,
     ruleset_info,
 )
-from bench.scenarios import Phase, Scenario, run_scenarios
-from bench.servers import start_server
+from bench.scenarios import Phase, Scenario, run_paired
+from bench.servers import Server, start_server
 from bench.synthetic import cold_kap_request, fast_path_request, kap_request, resource_count
 from bench.thirdparty import ThirdPartyCase, load_cases, third_party_dir
 
@@ -133,26 +133,40 @@ def build_scenarios(plan: Plan) -> list[Scenario]:
 # ---- servers -------------------------------------------------------------------------------
 
 
-def run_server(
-    kind: str, workers: int, scenarios: list[Scenario], state: Path, third_party: list[Scenario]
-) -> tuple[Json, Json, Json]:
-    """Start one server, drive it, stop it: (server facts, scenario results, third-party)."""
-    server = start_server(kind, workers, state / f"{kind}-{workers}w")
+def run_servers(
+    workers: int, scenarios: list[Scenario], state: Path, third_party: list[Scenario]
+) -> dict[str, tuple[Json, Json, Json]]:
+    """Start the floor and kap-cds with ``workers`` workers side by side, drive both scenario
+    by scenario, stop them: ``{name: (server facts, scenario results, third-party)}``."""
+    servers = {}
     try:
-        facts: Json = {
-            "kind": kind,
-            "workers": workers,
-            "startup_s": server.startup_s,
-            "memory_at_ready": server.memory_mb(),
-        }
+        for kind in ("floor", "kap"):
+            name = f"{kind}-{workers}w"
+            _say(f"HTTP: starting {name}")
+            servers[name] = start_server(kind, workers, state / name)
+        facts = {name: _server_facts(s) for name, s in servers.items()}
         one = workers == 1
-        http = run_scenarios(server, scenarios, latency=one, throughput=True)
-        tp = run_scenarios(server, third_party, throughput=False) if one and third_party else {}
-        facts["memory"] = server.memory_mb()
-        facts["ruleset"] = server.ready_body.get("rules")
+        pair = list(servers.values())
+        http = run_paired(pair, scenarios, latency=one, throughput=True)
+        tp = run_paired(pair, third_party, throughput=False) if one and third_party else []
+        out = {}
+        for i, (name, server) in enumerate(servers.items()):
+            facts[name]["memory"] = server.memory_mb()
+            facts[name]["ruleset"] = server.ready_body.get("rules")
+            out[name] = (facts[name], http[i], tp[i] if tp else {})
+        return out
     finally:
-        server.stop()
-    return facts, http, tp
+        for server in servers.values():
+            server.stop()
+
+
+def _server_facts(server: Server) -> Json:
+    return {
+        "kind": server.kind,
+        "workers": server.workers,
+        "startup_s": server.startup_s,
+        "memory_at_ready": server.memory_mb(),
+    }
 
 
 def third_party_scenarios(plan: Plan, cases: list[ThirdPartyCase]) -> list[Scenario]:
@@ -279,12 +293,10 @@ def run(plan: Plan, out_dir: Path, *, profile: bool, third_party_dir_: Path | No
     servers, http, tp = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="kap-bench-") as tmp:
         for workers in plan.workers:
-            for kind in ("floor", "kap"):
-                name = f"{kind}-{workers}w"
-                _say(f"HTTP: {name}")
-                servers[name], http[name], tp[name] = run_server(
-                    kind, workers, scenarios, Path(tmp), tp_scenarios
-                )
+            for name, (facts, scenario_results, third) in run_servers(
+                workers, scenarios, Path(tmp), tp_scenarios
+            ).items():
+                servers[name], http[name], tp[name] = facts, scenario_results, third
     results: Json = {
         "meta": meta(plan, ruleset),
         "servers": servers,

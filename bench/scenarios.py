@@ -49,23 +49,42 @@ class Scenario:
 def run_scenarios(
     server: Server, scenarios: list[Scenario], *, latency: bool = True, throughput: bool = True
 ) -> dict[str, Json]:
-    return asyncio.run(_run_all(server, scenarios, latency, throughput))
+    return run_paired([server], scenarios, latency=latency, throughput=throughput)[0]
 
 
-async def _run_all(
-    server: Server, scenarios: list[Scenario], latency: bool, throughput: bool
-) -> dict[str, Json]:
-    results: dict[str, Json] = {}
+def run_paired(
+    servers: list[Server],
+    scenarios: list[Scenario],
+    *,
+    latency: bool = True,
+    throughput: bool = True,
+) -> list[dict[str, Json]]:
+    """Each scenario on each server in turn, before the next scenario: the floor and kap-cds
+    see the same bodies within seconds of each other, so a change in the machine's load
+    between them (other work on a shared machine) skews their ratio far less."""
+    return asyncio.run(_run_paired(servers, scenarios, latency, throughput))
+
+
+async def _run_paired(
+    servers: list[Server], scenarios: list[Scenario], latency: bool, throughput: bool
+) -> list[dict[str, Json]]:
+    results: list[dict[str, Json]] = [{} for _ in servers]
     for scenario in scenarios:
-        if (latency and scenario.latency) or (throughput and scenario.throughput):
-            results[scenario.name] = await _run_scenario(server, scenario, latency, throughput)
+        if not ((latency and scenario.latency) or (throughput and scenario.throughput)):
+            continue
+        body = scenario.bodies(latency, throughput)  # built once, replayed to each server
+        for server, by_name in zip(servers, results, strict=True):
+            if isinstance(body, BodyPool):
+                body.rewind()
+            by_name[scenario.name] = await _run_scenario(
+                server, scenario, body, latency, throughput
+            )
     return results
 
 
 async def _run_scenario(
-    server: Server, scenario: Scenario, latency: bool, throughput: bool
+    server: Server, scenario: Scenario, body: Body | BodyPool, latency: bool, throughput: bool
 ) -> Json:
-    body = scenario.bodies(latency, throughput)
     url = f"{server.base_url}/cds-services/{SERVICE_ID}"
     result: Json = {
         "resources": scenario.resources,
