@@ -244,7 +244,7 @@ def run_profiles(plan: Plan, out_dir: Path) -> Json:
 # ---- the run ---------------------------------------------------------------------------------
 
 
-def meta(plan: Plan, ruleset: Json) -> Json:
+def meta(plan: Plan, ruleset: Json, commit: str | None) -> Json:
     from cds import __version__
 
     return {
@@ -254,7 +254,7 @@ def meta(plan: Plan, ruleset: Json) -> Json:
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "version": __version__,
-        "git_commit": _git_commit(),
+        "git_commit": commit,
         "ruleset": ruleset,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
@@ -284,6 +284,7 @@ def _git_commit() -> str | None:
 
 def run(plan: Plan, out_dir: Path, *, profile: bool, third_party_dir_: Path | None) -> Json:
     started, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
+    commit = _git_commit()  # now: the run writes its own files under bench/results
     _say(f"kap-cds benchmark ({plan.mode}): in-process stages")
     inprocess, builders, ruleset = run_inprocess(plan)
     profiles = run_profiles(plan, out_dir) if profile else {}
@@ -298,7 +299,7 @@ def run(plan: Plan, out_dir: Path, *, profile: bool, third_party_dir_: Path | No
             ).items():
                 servers[name], http[name], tp[name] = facts, scenario_results, third
     results: Json = {
-        "meta": meta(plan, ruleset),
+        "meta": meta(plan, ruleset, commit),
         "servers": servers,
         "http": http,
         "inprocess": inprocess,
