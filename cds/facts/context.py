@@ -104,7 +104,7 @@ class FactContext:
         coded = list(codings(concept))
         text = " ".join(filter(None, [concept_text(concept), *(c[2] or "" for c in coded)]))
         if self.index is not None:
-            found = self.index.text_matches(text, candidates)
+            found = self.data_index.text_matches(text, candidates)
             for system, code, _display in coded:
                 found |= self.index.coding_matches(system, code)
             wanted = set(candidates) if candidates is not None else None

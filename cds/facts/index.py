@@ -62,6 +62,7 @@ class PrefetchIndex:
         self._by_valueset: dict[str, dict[str, list[Resource]]] = {}
         self._by_coding: dict[str, dict[Coding, list[Resource]]] = {}
         self._times: dict[int, datetime | None] = {}
+        self._texts: dict[tuple[str, tuple[str, ...] | None], frozenset[str]] = {}
         self._problems: dict[int, str | None] = {}
 
     # ---- by type ----------------------------------------------------------------------------
@@ -102,6 +103,16 @@ class PrefetchIndex:
             for vs_id, vs in self._valuesets.items()
             if any(vs.matches_coding(s, c) for s, c in pairs)
         )
+
+    def text_matches(self, text: str, candidates: tuple[str, ...] | None) -> set[str]:
+        """The value sets whose names a concept's text mentions (``ValueSetIndex``), once per
+        distinct text and request: a chart repeats the same diagnosis texts many times."""
+        key = (text, candidates)
+        found = self._texts.get(key)
+        if found is None:
+            matched = self._codes.text_matches(text, candidates) if self._codes else set()
+            found = self._texts[key] = frozenset(matched)
+        return set(found)  # the caller adds to it
 
     def with_code(self, resource_type: str, vs_id: str) -> list[Resource]:
         """Resources of a type whose ``code`` is coded in a value set (document order)."""

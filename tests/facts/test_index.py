@@ -179,3 +179,14 @@ def test_same_codings_share_one_lookup_and_odd_json_is_read_safely(
         None,
     ]
     assert [idx.coded_in(c) for c in odd] == [frozenset()] * len(odd)
+
+
+def test_name_matches_are_kept_per_distinct_text(ruleset: LoadedRuleSet) -> None:
+    codes = ValueSetIndex(ruleset.valuesets, ruleset.valueset_files)
+    idx = PrefetchIndex(data(), ZoneInfo("UTC"), ruleset.valuesets, codes)
+    with mock.patch.object(codes, "text_matches", wraps=codes.text_matches) as scanned:
+        first = idx.text_matches("ketamine hydrochloride injection", None)
+        first.add("changed by the caller")
+        again = idx.text_matches("ketamine hydrochloride injection", None)
+    assert scanned.call_count == 1
+    assert "VS-KETAMINE" in again and "changed by the caller" not in again
