@@ -1,4 +1,4 @@
-"""The ``kap-cds`` command line (DESIGN.md "Command line").
+"""The ``kap-cds`` command line (docs/contracts.md "Command line").
 
 kap-cds serve [--host 127.0.0.1] [--port 8080] [--workers N]
 kap-cds evaluate REQUEST.json
@@ -19,14 +19,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cds.config import REPO_ROOT, Settings
+from cds.config import EXAMPLES_DIR, REPO_ROOT, Settings
 from cds.errors import CdsError, RuleLoadError
-
-EXAMPLES_DIR = REPO_ROOT / "fhir_examples"
 
 
 def _settings() -> Settings:
-    return Settings()
+    """Settings from the environment; a wrong value is one line naming it, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"KAP_CDS_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise SystemExit(f"invalid settings: {problems}") from None
 
 
 # ---- serve / evaluate -------------------------------------------------------------------
@@ -109,7 +117,7 @@ def cmd_rules_lint(args: argparse.Namespace) -> int:
 
     settings = _settings()
     ruleset = _ruleset(settings)
-    RuleEvaluator(ruleset, settings.facility_timezone)  # compiles every rule into the engine
+    RuleEvaluator(ruleset, settings.facility_zone)  # compiles every rule into the engine
     problems = version_problems(ruleset, read_catalog(ruleset.directory))
     if not catalog_is_current(ruleset) and not settings.policy_file:
         problems.append(f"{ruleset.directory / 'CATALOG.json'} is stale: run `make catalog`")
@@ -142,7 +150,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     from cds.ruleset.cases import load_cases, run_case
 
     settings = _settings()
-    evaluator = RuleEvaluator(_ruleset(settings), settings.facility_timezone)
+    evaluator = RuleEvaluator(_ruleset(settings), settings.facility_zone)
     cases = [c for c in load_cases(EXAMPLES_DIR) if not args.rule or c.rule_id in args.rule]
     failed = 0
     for loaded in cases:

@@ -5,6 +5,7 @@ Built once per process (``build_evaluator``); ``evaluate`` does no file or rule 
 
 from __future__ import annotations
 
+import copy
 import logging
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from cds.facts.index import PrefetchIndex
 from cds.facts.plan import find_plan
 from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, retry_without_malformed
 from cds.facts.triage import Triage, triage
+from cds.fhir.tolerate import tolerate_all
 from cds.hooks.registry import service
 from cds.pipeline_types import Evaluation, FiredRule, PatientData
 from cds.ruleset.loader import LoadedRuleSet, load_ruleset
@@ -81,6 +83,13 @@ class RuleEvaluator:
             },
         )
 
+    def with_timezone(self, timezone: str) -> RuleEvaluator:
+        """The same rule set and engine judging days in another facility zone (rule fixtures
+        of a clinic in another zone); the engine holds no zone, so sharing it is safe."""
+        other = copy.copy(self)
+        other.tz = ZoneInfo(timezone)
+        return other
+
     @property
     def ruleset_info(self) -> dict[str, Any]:
         return {
@@ -103,6 +112,10 @@ class RuleEvaluator:
                 hook,
                 type(exc).__name__,
             )
+            # Rare path: repair harmless shape deviations everywhere, then set aside what is
+            # still not valid FHIR R4 (named on the data card): first what the failing builder
+            # was reading, the whole chart only if that does not clear it.
+            tolerate_all(r for resources in data.resources.values() for r in resources)
             check_context_resources(context)  # a malformed order or appointment: HTTP 400
             return retry_without_malformed(
                 lambda clean, removed: self._evaluate(hook, context, clean, now, removed),
@@ -132,6 +145,12 @@ class RuleEvaluator:
         ctx = self._context(hook, context, data, plan.t0, plan, ctx.prefetch)
         ctx.invalid.extend(removed)
         facts = build_facts(ctx)
+        if ctx.invalid and _repair_shapes(data, ctx.invalid):
+            # Some resources the rules read were only misshapen (one object where R4 has a
+            # list): repaired in place, so evaluate again. Costs nothing for well-formed data.
+            ctx = self._context(hook, context, data, plan.t0, plan)
+            ctx.invalid.extend(removed)
+            facts = build_facts(ctx)
         matches = self.engine.run(_engine_name(hook), facts)
         action_ctx = ActionContext(
             patient_id=ctx.patient_id,
@@ -199,4 +218,12 @@ def _engine_name(hook: str) -> str:
 
 def build_evaluator(settings: Settings) -> RuleEvaluator:
     ruleset = load_ruleset(settings.rules_dir, settings.policy_file)
-    return RuleEvaluator(ruleset, settings.facility_timezone)
+    return RuleEvaluator(ruleset, settings.facility_zone)
+
+
+def _repair_shapes(data: PatientData, invalid: list[tuple[str, str]]) -> bool:
+    """Repair the shape of the resources reported invalid; whether any was changed."""
+    refs = {resource_ref for resource_ref, _problem in invalid}
+    types = {resource_ref.split("/")[0] for resource_ref in refs}
+    suspects = (r for t in types for r in data.of_type(t) if ref(r) in refs)
+    return tolerate_all(suspects) > 0

@@ -90,6 +90,7 @@ def _demographic_gaps(age: int | None, sex: str, patient_ref: str) -> list[Fact]
                 "key": f"{patient_ref} birthDate",
                 "reason": "missing",
                 "checks": "age checks (under 18, young adults) and pregnancy status",
+                "what": "The patient's birth date is not recorded",
             }
         )
     if sex in ("unknown", "other"):
@@ -99,6 +100,7 @@ def _demographic_gaps(age: int | None, sex: str, patient_ref: str) -> list[Fact]
                 "key": f"{patient_ref} sex",
                 "reason": "not recorded",
                 "checks": "pregnancy status for a patient who may be able to become pregnant",
+                "what": "The patient's sex is not recorded",
             }
         )
     return gaps
@@ -123,7 +125,7 @@ def build_plan(ctx: FactContext) -> list[Fact]:
             "at_display": display_time(plan.t0, ctx.tz),
             "order_ref": ref(order) if order else None,
             "at_home": plan.at_home,
-            "home_dispense": plan.home_dispense,
+            "home_evidence": plan.home_evidence,
             "indication_mdsi": any(ctx.in_valueset(r, "VS-MDD-SI") for r in reasons),
             "age_years": age,
         }

@@ -59,7 +59,7 @@ def without_invalid(data: PatientData) -> tuple[PatientData, list[tuple[str, str
                 removed.append(
                     (ref(resource) if isinstance(resource, dict) else resource_type, problem)
                 )
-    return PatientData(kept, dict(data.outcomes)), removed
+    return PatientData(kept, dict(data.outcomes), dict(data.reasons)), removed
 
 
 def retry_without_malformed(
@@ -108,4 +108,4 @@ def _without(data: PatientData, resources: list[tuple[dict[str, Any], str]]) -> 
         resource_type: [r for r in items if id(r) not in drop]
         for resource_type, items in data.resources.items()
     }
-    return PatientData(kept, dict(data.outcomes))
+    return PatientData(kept, dict(data.outcomes), dict(data.reasons))

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from httpx import Response
+from pydantic import ValidationError
 from security_helpers import (
     BASE,
     DISCOVERY,
@@ -31,7 +32,8 @@ from security_helpers import (
     new_es384,
 )
 
-from cds.config import TrustedIssuer
+from cds.config import Settings, TrustedIssuer
+from cds.security.web import AudienceNotConfigured
 
 
 def assert_refused(response: Response) -> None:
@@ -196,21 +198,27 @@ def test_valid_tokens_accepted_on_every_endpoint_kind(
     assert feedback.status_code == 200
 
 
+TIME_CLAIMS = ("iat", "exp", "nbf")
+
+
 @pytest.mark.parametrize(
     "claims",
     [
         {"aud": [DISCOVERY, SERVICE]},
         # Epic: sub is the client id, nbf is iat - 5 min.
-        {"sub": "epic-client-id", "nbf": now() - 300},
+        {"sub": "epic-client-id", "nbf": -300},
         {"tenant": "any-tenant"},  # no tenant configured for this issuer: not restricted
-        {"iat": now() + 30, "exp": now() + 330},  # EHR clock a little ahead, within the skew
+        {"iat": 30, "exp": 330},  # EHR clock a little ahead, within the skew
     ],
     ids=["aud list", "epic sub and nbf", "tenant", "iat within skew"],
 )
 def test_tolerated_variants_accepted(
     client: TestClient, minter: Minter, claims: dict[str, Any]
 ) -> None:
-    assert post_service(client, minter.token(**claims)).status_code == 200
+    # Times are offsets from the moment the test runs, not from collection: a long suite run
+    # must not expire the token before it is sent.
+    resolved = {k: now() + v if k in TIME_CLAIMS else v for k, v in claims.items()}
+    assert post_service(client, minter.token(**resolved)).status_code == 200
 
 
 def test_typ_is_case_insensitive(client: TestClient, minter: Minter) -> None:
@@ -254,7 +262,8 @@ def test_open_paths_need_no_token(client: TestClient) -> None:
 
 
 def test_every_other_path_is_protected(client: TestClient) -> None:
-    for path in ("/cds-services/", "//cds-services", "/cds-services/x/feedback", "/unknown"):
+    # "//cds-services" as a bare reference would be host "cds-services", path "/": spell the URL.
+    for path in ("/cds-services/", f"{BASE}//cds-services", "/cds-services/x/feedback", "/unknown"):
         assert_refused(client.get(path))
 
 
@@ -272,12 +281,62 @@ def test_public_base_url_behind_a_proxy(es384: SigningKey) -> None:
         assert_refused(post_service(client, m.token(SERVICE)))
 
 
-def test_audience_from_host_header_drops_the_default_port(
+def test_a_forged_host_header_does_not_move_the_audience(
     client: TestClient, minter: Minter
 ) -> None:
-    token = minter.token("http://cds.example.org/cds-services")
-    response = client.get("/cds-services", headers={**bearer(token), "Host": "cds.example.org:80"})
-    assert response.status_code == 200
+    """A token minted for another service, sent with that service's Host, is refused."""
+    other = "https://other-service.example.org"
+    token = minter.token(f"{other}/cds-services")
+    response = client.get(
+        "/cds-services", headers={**bearer(token), "Host": "other-service.example.org"}
+    )
+    assert_refused(response)
+    own = client.get(
+        "/cds-services", headers={**bearer(minter.token(DISCOVERY)), "Host": "x.example.org"}
+    )
+    assert own.status_code == 200  # the configured URL decides, whatever Host says
+
+
+def test_jwt_mode_refuses_to_start_without_an_audience(es384: SigningKey) -> None:
+    settings = Settings(trusted_issuers=[TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]})])
+    with pytest.raises(AudienceNotConfigured, match="KAP_CDS_PUBLIC_BASE_URL"):
+        build_app(settings)
+
+
+def test_accepted_audiences_list_the_other_urls_of_the_service(es384: SigningKey) -> None:
+    settings = Settings(
+        trusted_issuers=[TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]})],
+        accepted_audiences=["https://cds-a.example.org", "https://cds-b.example.org/kap/"],
+    )
+    m = Minter(es384)
+    with TestClient(build_app(settings), base_url=BASE) as client:
+        for base in ("https://cds-a.example.org", "https://cds-b.example.org/kap"):
+            assert (
+                post_service(client, m.token(f"{base}/cds-services/kap-order-sign")).status_code
+                == 200
+            )
+        assert_refused(
+            post_service(client, m.token("https://cds-c.example.org/cds-services/kap-order-sign"))
+        )
+        # aud names the endpoint called, not just the base
+        assert_refused(post_service(client, m.token("https://cds-a.example.org")))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("public_base_url", "cds.example.org"), ("accepted_audiences", ["https://x.org/?a=1"])],
+)
+def test_audience_settings_must_be_absolute_urls(name: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=name):
+        Settings(**{name: value})
+
+
+def test_jwks_url_over_plain_http_is_refused_at_configuration() -> None:
+    issuer = TrustedIssuer(iss=ISS, jwks_url="http://ehr.example.org/jwks.json")
+    with pytest.raises(ValidationError, match="jwks_url must be https"):
+        Settings(trusted_issuers=[issuer], public_base_url=BASE)
+    allowed = Settings(trusted_issuers=[issuer], public_base_url=BASE, allow_insecure_jwks_url=True)
+    assert allowed.trusted_issuers[0].jwks_url == "http://ehr.example.org/jwks.json"
 
 
 def test_unauthenticated_huge_body_gets_401_without_being_read(client: TestClient) -> None:
