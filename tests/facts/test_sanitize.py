@@ -47,7 +47,7 @@ def request_with_bad_weight() -> tuple[Json, str]:
     weight = next(
         e["resource"] for e in entries if e["resource"]["code"]["coding"][0]["code"] == "29463-7"
     )
-    weight["status"] = ["final"]  # a list where FHIR has a code: trips the status filter
+    weight["status"] = {"x": 1}  # an object where FHIR has a code: trips the status filter
     entries += [{"resource": heart_rate(i)} for i in range(FILLER)]
     return request, f"Observation/{weight['id']}"
 
@@ -107,6 +107,6 @@ def test_a_second_malformed_resource_is_found_in_the_next_round(evaluator: RuleE
     bp = next(
         e["resource"] for e in entries if e["resource"]["code"]["coding"][0]["code"] == "85354-9"
     )
-    bp["status"] = ["final"]
+    bp["status"] = {"x": 1}
     evaluation = evaluate(evaluator, request)
     assert {bad_ref, f"Observation/{bp['id']}"} <= data_gap_keys(evaluation)
