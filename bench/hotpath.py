@@ -78,7 +78,7 @@ async def call_app(app: Any, body: bytes) -> tuple[int, bytes]:
 
 
 async def _profile_async(
-    request: Json, iterations: int, max_seconds: float, state_dir: Path
+    requests: list[Json], iterations: int, max_seconds: float, state_dir: Path
 ) -> tuple[cProfile.Profile, int, float]:
     settings = Settings(
         _env_file=None,
@@ -87,16 +87,16 @@ async def _profile_async(
         trusted_issuers=[],
     )
     app = create_app(settings)
-    body = orjson.dumps(request)
+    bodies = [orjson.dumps(r) for r in requests]
     profiler = cProfile.Profile()
     async with app.router.lifespan_context(app):
-        status, _ = await call_app(app, body)  # warm-up
+        status, _ = await call_app(app, bodies[-1])  # warm-up
         if status != 200:
             raise RuntimeError(f"profiled request answered {status}")
         done, started = 0, time.perf_counter()
         while done < iterations and time.perf_counter() - started < max_seconds:
             profiler.enable()
-            await call_app(app, body)
+            await call_app(app, bodies[done % len(bodies)])
             profiler.disable()
             done += 1
         elapsed = time.perf_counter() - started
@@ -104,14 +104,15 @@ async def _profile_async(
 
 
 def profile_request(
-    request: Json, label: str, out_dir: Path, *, iterations: int, max_seconds: float
+    requests: list[Json], label: str, out_dir: Path, *, iterations: int, max_seconds: float
 ) -> dict[str, Any]:
-    """Profile ``request`` through the app; write ``profile-<label>.txt``; return a summary."""
+    """Profile ``requests`` (in turn; distinct ones for cold traffic) through the app; write
+    ``profile-<label>.txt``; return a summary."""
     logging.disable(logging.WARNING)  # the app's start-up warnings (open mode) are expected
     try:
         with tempfile.TemporaryDirectory(prefix="kap-bench-profile-") as tmp:
             profiler, done, elapsed = asyncio.run(
-                _profile_async(request, iterations, max_seconds, Path(tmp))
+                _profile_async(requests, iterations, max_seconds, Path(tmp))
             )
     finally:
         logging.disable(logging.NOTSET)

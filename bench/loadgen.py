@@ -37,6 +37,34 @@ class Body:
         return self.head + str(uuid.uuid4()).encode() + self.tail
 
 
+class BodyPool:
+    """Distinct request bodies handed out in turn (cold traffic: one patient per request).
+
+    ``reused`` counts bodies handed out a second time, once the pool ran out: a cold figure
+    with ``reused`` > 0 is not fully cold, and the report says so.
+    """
+
+    def __init__(self, requests: list[dict[str, Any]]) -> None:
+        if not requests:
+            raise ValueError("a body pool needs at least one request")
+        self.bodies = [Body(r) for r in requests]
+        self.size = round(sum(b.size for b in self.bodies) / len(self.bodies))
+        self.handed_out = 0
+
+    def rewind(self) -> None:
+        """Start over: the next server gets the very same bodies, in the same order."""
+        self.handed_out = 0
+
+    @property
+    def reused(self) -> int:
+        return max(0, self.handed_out - len(self.bodies))
+
+    def next(self) -> bytes:
+        body = self.bodies[self.handed_out % len(self.bodies)]
+        self.handed_out += 1
+        return body.next()
+
+
 @dataclass
 class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
@@ -78,7 +106,7 @@ def percentile(ordered: list[float], pct: float) -> float | None:
 async def run_load(
     client: httpx.AsyncClient,
     url: str,
-    body: Body,
+    body: Body | BodyPool,
     *,
     requests: int,
     concurrency: int,

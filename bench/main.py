@@ -10,6 +10,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,14 @@ from bench.inprocess import (
     Budget,
     bench_runtime,
     measure_builders,
+    measure_cold,
     measure_fast_path,
     measure_stages,
     ruleset_info,
 )
-from bench.scenarios import Phase, Scenario, run_scenarios
-from bench.servers import start_server
-from bench.synthetic import fast_path_request, kap_request, resource_count
+from bench.scenarios import Phase, Scenario, run_paired
+from bench.servers import Server, start_server
+from bench.synthetic import cold_kap_request, fast_path_request, kap_request, resource_count
 from bench.thirdparty import ThirdPartyCase, load_cases, third_party_dir
 
 Json = dict[str, Any]
@@ -38,7 +40,8 @@ DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 @dataclass(frozen=True)
 class Plan:
     mode: str
-    kap_sizes: tuple[int, ...]
+    cold_sizes: tuple[int, ...]  # every request a new patient: the headline
+    kap_sizes: tuple[int, ...]  # the same body again and again (caches help)
     fast_sizes: tuple[int, ...]
     workers: tuple[int, ...]
     scale: float  # multiplies request counts
@@ -54,6 +57,7 @@ class Plan:
 
 FULL = Plan(
     "full",
+    (50, 200, 1000, 5000, 50_000),
     (50, 200, 1000, 5000),
     (0, 200),
     (1, 2),
@@ -67,6 +71,7 @@ FULL = Plan(
 )
 QUICK = Plan(
     "quick",
+    (200,),
     (200,),
     (0,),
     (1,),
@@ -85,14 +90,20 @@ QUICK = Plan(
 # ---- scenarios -------------------------------------------------------------------------------
 
 
-def _phases(resources: int, plan: Plan) -> tuple[Phase, Phase, Phase]:
-    """(warm-up, latency, throughput) for a request of this size."""
+def _phases(resources: int, plan: Plan, cold: bool) -> tuple[Phase, Phase, Phase | None]:
+    """(warm-up, latency, throughput) for a request of this size. Cold traffic builds one body
+    per request, so its counts are smaller; 50,000 resources (~40 MB a body) get a latency
+    run only."""
+    if resources > 10_000:
+        warm, lat = (max(1, round(c * plan.scale)) for c in (1, 3))
+        limit = plan.max_seconds * 5
+        return Phase(warm, 1, limit), Phase(lat, 1, limit), None
     if resources <= 200:
-        counts, concurrency = (40, 400, 800), 8
+        counts, concurrency = ((20, 200, 300) if cold else (40, 400, 800)), 8
     elif resources <= 1000:
-        counts, concurrency = (5, 60, 100), 4
+        counts, concurrency = ((3, 40, 60) if cold else (5, 60, 100)), 4
     else:
-        counts, concurrency = (2, 15, 16), 2
+        counts, concurrency = ((2, 12, 12) if cold else (2, 15, 16)), 2
     warm, lat, thr = (max(2, round(c * plan.scale)) for c in counts)
     limit = plan.max_seconds * (1.5 if resources > 1000 else 1.0)
     return (
@@ -103,38 +114,59 @@ def _phases(resources: int, plan: Plan) -> tuple[Phase, Phase, Phase]:
 
 
 def build_scenarios(plan: Plan) -> list[Scenario]:
-    requests = [(f"fast-{n}", fast_path_request(n)) for n in plan.fast_sizes]
-    requests += [(f"kap-{n}", kap_request(n)) for n in plan.kap_sizes]
+    """Cold traffic first (the headline), then repeated bodies, the not-KAP fast path, and the
+    50,000-resource chart last (it sets the process's peak memory)."""
     scenarios = []
+    for n in plan.cold_sizes:
+        shape = kap_request(min(n, 50), seed=1)  # a small stand-in; bodies come from `distinct`
+        warm, lat, thr = _phases(n, plan, cold=True)
+        distinct = partial(cold_kap_request, n)
+        scenarios.append(Scenario(f"cold-{n}", shape, n, warm, lat, thr, distinct))
+    requests = [(f"kap-{n}", kap_request(n)) for n in plan.kap_sizes]
+    requests += [(f"fast-{n}", fast_path_request(n)) for n in plan.fast_sizes]
     for name, request in requests:
-        warm, lat, thr = _phases(resource_count(request), plan)
+        warm, lat, thr = _phases(resource_count(request), plan, cold=False)
         scenarios.append(Scenario(name, request, resource_count(request), warm, lat, thr))
-    return scenarios
+    return sorted(scenarios, key=lambda s: s.resources > 10_000)  # stable: the huge one last
 
 
 # ---- servers -------------------------------------------------------------------------------
 
 
-def run_server(
-    kind: str, workers: int, scenarios: list[Scenario], state: Path, third_party: list[Scenario]
-) -> tuple[Json, Json, Json]:
-    """Start one server, drive it, stop it: (server facts, scenario results, third-party)."""
-    server = start_server(kind, workers, state / f"{kind}-{workers}w")
+def run_servers(
+    workers: int, scenarios: list[Scenario], state: Path, third_party: list[Scenario]
+) -> dict[str, tuple[Json, Json, Json]]:
+    """Start the floor and kap-cds with ``workers`` workers side by side, drive both scenario
+    by scenario, stop them: ``{name: (server facts, scenario results, third-party)}``."""
+    servers = {}
     try:
-        facts: Json = {
-            "kind": kind,
-            "workers": workers,
-            "startup_s": server.startup_s,
-            "memory_at_ready": server.memory_mb(),
-        }
+        for kind in ("floor", "kap"):
+            name = f"{kind}-{workers}w"
+            _say(f"HTTP: starting {name}")
+            servers[name] = start_server(kind, workers, state / name)
+        facts = {name: _server_facts(s) for name, s in servers.items()}
         one = workers == 1
-        http = run_scenarios(server, scenarios, latency=one, throughput=kind == "kap" or not one)
-        tp = run_scenarios(server, third_party, throughput=False) if one and third_party else {}
-        facts["memory"] = server.memory_mb()
-        facts["ruleset"] = server.ready_body.get("rules")
+        pair = list(servers.values())
+        http = run_paired(pair, scenarios, latency=one, throughput=True)
+        tp = run_paired(pair, third_party, throughput=False) if one and third_party else []
+        out = {}
+        for i, (name, server) in enumerate(servers.items()):
+            facts[name]["memory"] = server.memory_mb()
+            facts[name]["ruleset"] = server.ready_body.get("rules")
+            out[name] = (facts[name], http[i], tp[i] if tp else {})
+        return out
     finally:
-        server.stop()
-    return facts, http, tp
+        for server in servers.values():
+            server.stop()
+
+
+def _server_facts(server: Server) -> Json:
+    return {
+        "kind": server.kind,
+        "workers": server.workers,
+        "startup_s": server.startup_s,
+        "memory_at_ready": server.memory_mb(),
+    }
 
 
 def third_party_scenarios(plan: Plan, cases: list[ThirdPartyCase]) -> list[Scenario]:
@@ -175,6 +207,8 @@ def run_inprocess(plan: Plan) -> tuple[Json, Json, Json]:
             results[f"kap-{size}"] = measure_stages(
                 kap_request(size), settings, evaluator, store, budget
             )
+            cold = [cold_kap_request(size, 10_000 + i) for i in range(_cold_count(size, plan))]
+            results[f"kap-{size}"]["cold"] = measure_cold(cold, settings, evaluator)
         builders = {
             str(size): measure_builders(kap_request(size), evaluator, plan.inprocess_other)
             for size in plan.builder_sizes
@@ -186,13 +220,21 @@ def run_inprocess(plan: Plan) -> tuple[Json, Json, Json]:
     return results, builders, info
 
 
+def _cold_count(size: int, plan: Plan) -> int:
+    """Distinct patients for the in-process cold figures: ~1 million resources at most."""
+    return max(3, min(200, round(1_000_000 * plan.scale / size / 5)))
+
+
 def run_profiles(plan: Plan, out_dir: Path) -> Json:
+    """cProfile through the ASGI app on cold traffic (one new patient per call): what a
+    first call costs, which is what most EHR traffic is."""
     profiles: Json = {}
     for size in plan.profile_sizes:
         iterations, seconds = (200, 4.0) if size <= 200 else (10, 5.0)
+        requests = [cold_kap_request(size, 20_000 + i) for i in range(iterations + 1)]
         try:
             profiles[str(size)] = profile_request(
-                kap_request(size), str(size), out_dir, iterations=iterations, max_seconds=seconds
+                requests, str(size), out_dir, iterations=iterations, max_seconds=seconds
             )
         except Exception as exc:  # a profile that fails must not cost the measurements
             profiles[str(size)] = {"error": f"{type(exc).__name__}: {exc}"}
@@ -202,7 +244,7 @@ def run_profiles(plan: Plan, out_dir: Path) -> Json:
 # ---- the run ---------------------------------------------------------------------------------
 
 
-def meta(plan: Plan, ruleset: Json) -> Json:
+def meta(plan: Plan, ruleset: Json, commit: str | None) -> Json:
     from cds import __version__
 
     return {
@@ -212,7 +254,7 @@ def meta(plan: Plan, ruleset: Json) -> Json:
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "version": __version__,
-        "git_commit": _git_commit(),
+        "git_commit": commit,
         "ruleset": ruleset,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
@@ -242,6 +284,7 @@ def _git_commit() -> str | None:
 
 def run(plan: Plan, out_dir: Path, *, profile: bool, third_party_dir_: Path | None) -> Json:
     started, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
+    commit = _git_commit()  # now: the run writes its own files under bench/results
     _say(f"kap-cds benchmark ({plan.mode}): in-process stages")
     inprocess, builders, ruleset = run_inprocess(plan)
     profiles = run_profiles(plan, out_dir) if profile else {}
@@ -251,14 +294,12 @@ def run(plan: Plan, out_dir: Path, *, profile: bool, third_party_dir_: Path | No
     servers, http, tp = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="kap-bench-") as tmp:
         for workers in plan.workers:
-            for kind in ("floor", "kap"):
-                name = f"{kind}-{workers}w"
-                _say(f"HTTP: {name}")
-                servers[name], http[name], tp[name] = run_server(
-                    kind, workers, scenarios, Path(tmp), tp_scenarios
-                )
+            for name, (facts, scenario_results, third) in run_servers(
+                workers, scenarios, Path(tmp), tp_scenarios
+            ).items():
+                servers[name], http[name], tp[name] = facts, scenario_results, third
     results: Json = {
-        "meta": meta(plan, ruleset),
+        "meta": meta(plan, ruleset, commit),
         "servers": servers,
         "http": http,
         "inprocess": inprocess,
@@ -268,7 +309,7 @@ def run(plan: Plan, out_dir: Path, *, profile: bool, third_party_dir_: Path | No
     }
     results["ratios"] = report.floor_ratios(http)
     results["growth"] = report.growth(http)
-    results["budgets"] = report.budgets(results)
+    results["targets"] = report.targets(results)
     results["meta"]["duration_s"] = round(time.perf_counter() - started, 1)
     results["meta"]["load_average_at_start"] = load_before
     return results

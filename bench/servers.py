@@ -28,6 +28,9 @@ METRIC = re.compile(
 )
 
 
+BENCH_MAX_BODY_BYTES = 64_000_000
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -58,6 +61,8 @@ def server_env(state_dir: Path) -> dict[str, str]:
         "KAP_CDS_DATABASE_URL": f"sqlite:///{state_dir / 'audit.sqlite3'}",
         "KAP_CDS_SPOOL_DIR": str(state_dir / "spool"),
         "KAP_CDS_STATE_DIR": str(state_dir),
+        # A 50,000-resource chart is ~40 MB of JSON: above the 10 MB default request limit.
+        "KAP_CDS_MAX_BODY_BYTES": str(BENCH_MAX_BODY_BYTES),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
     }
     return env

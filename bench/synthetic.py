@@ -438,7 +438,12 @@ class Generator:
         return {
             "resourceType": "Patient",
             "id": self.patient_id,
-            "identifier": [{"system": "https://ehr.example.org/mrn", "value": "MRN-0001"}],
+            "identifier": [
+                {
+                    "system": "https://ehr.example.org/mrn",
+                    "value": f"MRN-{self.rng.randint(1, 10**8):08d}",
+                }
+            ],
             "name": [{"use": "official", "family": "Bench", "given": ["Casey"]}],
             "gender": "female",
             "birthDate": "1990-05-14",
@@ -453,14 +458,16 @@ class Generator:
             at = (T0 - timedelta(days=days)).replace(minute=0)
             encounter = self.encounter(at, kap_dosing=True)
             resources += [encounter, self.ketamine_administration(at, encounter["id"])]
-        resources.append(self.bp_panel(T0 - timedelta(hours=20), sbp=122, dbp=78))
+        # Values of this patient's own (no card fires on them): every seed is a new patient.
+        sbp, dbp = self.rng.randint(108, 134), self.rng.randint(66, 84)
+        resources.append(self.bp_panel(T0 - timedelta(hours=20), sbp=sbp, dbp=dbp))
         resources.append(
             self.observation(
                 "vital-signs",
                 "29463-7",
                 "Body Weight",
                 T0 - timedelta(days=3),
-                valueQuantity=_quantity(70.0, "kg"),
+                valueQuantity=_quantity(round(self.rng.uniform(55, 95), 1), "kg"),
             )
         )
         resources.append(
@@ -549,7 +556,7 @@ def split_prefetch(resources: list[Json], service_id: str = SERVICE_ID) -> dict[
 
 def ketamine_order(patient_id: str = PATIENT_ID) -> Json:
     order: Json = orjson.loads((ORDERS_DIR / "ketamine-iv.json").read_bytes())
-    order["id"] = "bench-ketamine-order"
+    order["id"] = f"{patient_id}-ketamine-order"
     order["subject"] = {"reference": f"Patient/{patient_id}"}
     return order
 
@@ -593,9 +600,16 @@ def order_sign_request(
     return request
 
 
-def kap_request(count: int, seed: int = 0) -> Json:
+def kap_request(count: int, seed: int = 0, patient_id: str = PATIENT_ID) -> Json:
     """A ``kap-order-sign`` call for IV ketamine with ``count`` prefetched resources."""
-    return order_sign_request(ketamine_order(), split_prefetch(patient_resources(count, seed)))
+    resources = patient_resources(count, seed, patient_id)
+    return order_sign_request(ketamine_order(patient_id), split_prefetch(resources), patient_id)
+
+
+def cold_kap_request(count: int, index: int) -> Json:
+    """Request ``index`` of cold traffic: a patient never seen before, with ids and values of
+    their own (the seed), so no cache keyed on content can answer any of its resources."""
+    return kap_request(count, seed=1_000_003 + index, patient_id=f"bench-patient-{index}")
 
 
 def fast_path_request(count: int = 0, seed: int = 0) -> Json:

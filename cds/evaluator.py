@@ -20,8 +20,9 @@ from cds.facts.build import build_facts
 from cds.facts.context import FactContext, Plan
 from cds.facts.drugs import KapDrugs
 from cds.facts.fhir import r4b_model, ref
+from cds.facts.index import PrefetchIndex
 from cds.facts.plan import find_plan
-from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, without_invalid
+from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, retry_without_malformed
 from cds.facts.triage import Triage, triage
 from cds.fhir.tolerate import tolerate_all
 from cds.hooks.registry import service
@@ -118,12 +119,16 @@ class RuleEvaluator:
                 hook,
                 type(exc).__name__,
             )
-        # Rare path: repair harmless shape deviations everywhere, then set aside what is still
-        # not valid FHIR R4 (named on the data card).
-        tolerate_all(r for resources in data.resources.values() for r in resources)
-        check_context_resources(context)
-        clean, removed = without_invalid(data)
-        return self._evaluate(hook, context, clean, now, removed)
+            # Rare path: repair harmless shape deviations everywhere, then set aside what is
+            # still not valid FHIR R4 (named on the data card): first what the failing builder
+            # was reading, the whole chart only if that does not clear it.
+            tolerate_all(r for resources in data.resources.values() for r in resources)
+            check_context_resources(context)  # a malformed order or appointment: HTTP 400
+            return retry_without_malformed(
+                lambda clean, removed: self._evaluate(hook, context, clean, now, removed),
+                data,
+                exc,
+            )
 
     def triage(self, hook: str, context: dict[str, Any]) -> Triage:
         try:
@@ -144,7 +149,7 @@ class RuleEvaluator:
         plan = find_plan(ctx, self.drugs, now)
         if plan is None:
             return Evaluation([], [], now, False, self.ruleset.digest)
-        ctx = self._context(hook, context, data, plan.t0, plan)
+        ctx = self._context(hook, context, data, plan.t0, plan, ctx.prefetch)
         ctx.invalid.extend(removed)
         facts = build_facts(ctx)
         if ctx.invalid and _repair_shapes(data, ctx.invalid):
@@ -180,13 +185,20 @@ class RuleEvaluator:
     ) -> list[dict[str, Any]]:
         """The facts an evaluation would post (for `kap-cds evaluate --facts` and tests)."""
         hook = service(service_id).hook
-        plan = find_plan(self._context(hook, context, data, now, None), self.drugs, now)
+        first = self._context(hook, context, data, now, None)
+        plan = find_plan(first, self.drugs, now)
         if plan is None:
             return []
-        return build_facts(self._context(hook, context, data, plan.t0, plan))
+        return build_facts(self._context(hook, context, data, plan.t0, plan, first.prefetch))
 
     def _context(
-        self, hook: str, context: dict[str, Any], data: PatientData, t0: datetime, plan: Plan | None
+        self,
+        hook: str,
+        context: dict[str, Any],
+        data: PatientData,
+        t0: datetime,
+        plan: Plan | None,
+        prefetch: PrefetchIndex | None = None,
     ) -> FactContext:
         return FactContext(
             hook=hook,
@@ -198,6 +210,8 @@ class RuleEvaluator:
             valuesets=self.ruleset.valuesets,
             plan=plan,
             index=self.index,
+            # One pass over the data per request, shared by the plan and the fact builders.
+            prefetch=prefetch or PrefetchIndex(data, self.tz, self.ruleset.valuesets, self.index),
         )
 
 

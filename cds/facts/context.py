@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from cds.facts.fhir import Resource, codings, concept_text, ref, validate_r4b
+from cds.facts.fhir import Resource, codings, concept_text, ref
+from cds.facts.index import PrefetchIndex
 from cds.pipeline_types import PatientData
 from cds.ruleset.policy import Policy
 from cds.ruleset.valuesets import ValueSet, ValueSetIndex
@@ -55,12 +56,19 @@ class FactContext:
     valuesets: dict[str, ValueSet]
     plan: Plan | None = None
     index: ValueSetIndex | None = None  # built once per rule set by the evaluator
+    # The one pass over this request's data; the evaluator shares one between the contexts
+    # of a request. Built on first use when not given.
+    prefetch: PrefetchIndex | None = None
     # Resources the rules needed but that were not valid FHIR R4: reported on a data card.
     invalid: list[tuple[str, str]] = field(default_factory=list)
-    _checked: dict[int, bool] = field(default_factory=dict)
-    _coded: dict[int, frozenset[str]] = field(default_factory=dict)
-    _by_code: dict[str, dict[str, list[Resource]]] = field(default_factory=dict)
+    _reported: set[int] = field(default_factory=set)
     _memo: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_index(self) -> PrefetchIndex:
+        if self.prefetch is None or self.prefetch.data is not self.data:
+            self.prefetch = PrefetchIndex(self.data, self.tz, self.valuesets, self.index)
+        return self.prefetch
 
     @property
     def phase(self) -> str:
@@ -71,17 +79,27 @@ class FactContext:
         return str(self.context.get("patientId", ""))
 
     def resources(self, resource_type: str) -> list[Resource]:
-        return self.data.of_type(resource_type)
+        return self.data_index.of_type(resource_type)
 
     def valid(self, resource: Resource) -> bool:
-        """Validate a resource the rules are about to read (once per resource)."""
-        key = id(resource)
-        if key not in self._checked:
-            problem = validate_r4b(resource)
-            self._checked[key] = problem is None
-            if problem is not None:
-                self.invalid.append((ref(resource), problem))
-        return self._checked[key]
+        """Validate a resource the rules are about to read (fhir.resources R4B, once per
+        resource and request); an invalid one goes on the data card."""
+        problem = self.data_index.problem(resource)
+        if problem is not None and id(resource) not in self._reported:
+            self._reported.add(id(resource))
+            self.invalid.append((ref(resource), problem))
+        return problem is None
+
+    def first_valid(self, items: Iterable[T], resource_of: Callable[[T], Resource]) -> Iterator[T]:
+        """The items whose resource is valid, validated lazily in the caller's order: a caller
+        that stops at the newest usable one validates only what decided."""
+        for item in items:
+            if self.valid(resource_of(item)):
+                yield item
+
+    def observed_at(self, observation: Resource) -> datetime | None:
+        """When an Observation holds (catalog 3.2), parsed once per resource and request."""
+        return self.data_index.observed_at(observation)
 
     def matching_valuesets(
         self, concept: Any, prefix: str = "VS-", candidates: tuple[str, ...] | None = None
@@ -90,7 +108,7 @@ class FactContext:
         coded = list(codings(concept))
         text = " ".join(filter(None, [concept_text(concept), *(c[2] or "" for c in coded)]))
         if self.index is not None:
-            found = self.index.text_matches(text, candidates)
+            found = self.data_index.text_matches(text, candidates)
             for system, code, _display in coded:
                 found |= self.index.coding_matches(system, code)
             wanted = set(candidates) if candidates is not None else None
@@ -107,34 +125,25 @@ class FactContext:
 
     def coded_in(self, concept: Any) -> frozenset[str]:
         """The value sets a CodeableConcept's codings belong to (no name matching), computed
-        once per concept and evaluation."""
-        key = id(concept)
-        found = self._coded.get(key)
-        if found is None:
-            if self.index is not None:
-                found = frozenset().union(
-                    *(self.index.coding_matches(s, c) for s, c, _d in codings(concept))
-                )
-            else:
-                found = frozenset(
-                    vs_id
-                    for vs_id, vs in self.valuesets.items()
-                    if any(vs.matches_coding(s, c) for s, c, _d in codings(concept))
-                )
-            self._coded[key] = found
-        return found
+        once per concept and request."""
+        return self.data_index.coded_in(concept)
 
     def with_code(self, resource_type: str, vs_id: str) -> list[Resource]:
-        """Resources of a type whose ``code`` is coded in a value set. One pass over the type
-        per evaluation serves every builder, instead of each builder rescanning everything."""
-        buckets = self._by_code.get(resource_type)
-        if buckets is None:
-            buckets = {}
-            for resource in self.resources(resource_type):
-                for found in self.coded_in(resource.get("code")):
-                    buckets.setdefault(found, []).append(resource)
-            self._by_code[resource_type] = buckets
-        return buckets.get(vs_id, [])
+        """Resources of a type whose ``code`` is coded in a value set: one pass over the type
+        per request serves every builder, instead of each builder rescanning everything."""
+        return self.data_index.with_code(resource_type, vs_id)
+
+    def in_code_valueset(self, resource_type: str, vs_id: str) -> list[Resource]:
+        """Resources of a type whose ``code`` is in a value set, as ``in_valueset`` decides
+        (codes, and names for value sets that have them), in the order they were sent. Coded
+        matches come from the index; only a value set with names needs a scan."""
+        if self.valuesets[vs_id].name_pattern is None:
+            return self.with_code(resource_type, vs_id)
+        return [r for r in self.resources(resource_type) if self.in_valueset(r.get("code"), vs_id)]
+
+    def with_coding(self, resource_type: str, system: str, code: str) -> list[Resource]:
+        """Resources of a type with this exact (system, code) in their ``code``."""
+        return self.data_index.with_coding(resource_type, system, code)
 
     def cached(self, key: str, compute: Callable[[], T]) -> T:
         """Work several builders need (conditions, doses, weights), done once per evaluation."""

@@ -29,7 +29,6 @@ from cds.facts.fhir import (
     display_time,
     hours_between,
     minutes_between,
-    observation_time,
     parse_time,
     ref,
     reference_id,
@@ -61,15 +60,16 @@ class Obs:
     resource: Resource
 
 
-def observations(ctx: FactContext, *vs_ids: str) -> list[Obs]:
-    """Usable observations coded in any of the value sets, oldest first."""
+def observations(ctx: FactContext, *vs_ids: str, since: datetime | None = None) -> list[Obs]:
+    """Usable observations coded in any of the value sets, oldest first; with ``since``, only
+    those from then on (older ones are then neither read nor validated)."""
     found = []
     candidates = {id(o): o for vs in vs_ids for o in ctx.with_code("Observation", vs)}
     for observation in candidates.values():
         if observation.get("status") not in USABLE:
             continue
-        when = observation_time(observation, ctx.tz)
-        if when and ctx.valid(observation):
+        when = ctx.observed_at(observation)
+        if when and (since is None or when >= since) and ctx.valid(observation):
             found.append(Obs(when, observation))
     return sorted(found, key=lambda o: o.when)
 
@@ -90,10 +90,10 @@ def _is_systolic(concept: Any) -> bool:
     return any((s, c) == _SYSTOLIC for s, c, _d in codings(concept))
 
 
-def bp_times(ctx: FactContext) -> list[datetime]:
+def bp_times(ctx: FactContext, since: datetime | None = None) -> list[datetime]:
     return [
         o.when
-        for o in observations(ctx, "VS-BP-PANEL", "VS-BP-SYSTOLIC")
+        for o in observations(ctx, "VS-BP-PANEL", "VS-BP-SYSTOLIC", since=since)
         if _has_systolic(o.resource)
     ]
 
@@ -196,8 +196,11 @@ def build_dosing_session(ctx: FactContext) -> list[Fact]:
     if not sessions:
         return []
     session, tz, policy = sessions[-1], ctx.tz, ctx.policy
-    bps = bp_times(ctx)
-    spo2 = [o.when for o in observations(ctx, "VS-SPO2")]
+    # Monitoring reads the session day only (monitoring_missing): a chart's years of BPs are
+    # neither read nor validated.
+    day_start = datetime.combine(_local_day(session.start, tz), time(), tzinfo=tz)
+    bps = bp_times(ctx, since=day_start)
+    spo2 = [o.when for o in observations(ctx, "VS-SPO2", since=day_start)]
     missing = monitoring_missing(session, ctx.t0, bps, spo2, policy, tz)
     return [
         {

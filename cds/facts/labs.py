@@ -20,7 +20,6 @@ from cds.facts.fhir import (
     concept_text,
     days_between,
     display_date,
-    observation_time,
     ref,
 )
 
@@ -33,7 +32,7 @@ USABLE_STATUS = frozenset({"final", "amended", "corrected"})
 
 
 def observed_at(observation: Resource, ctx: FactContext) -> datetime | None:
-    return observation_time(observation, ctx.tz)
+    return ctx.observed_at(observation)
 
 
 def coded_in(concept: Any, ctx: FactContext, vs_id: str) -> bool:

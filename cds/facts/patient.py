@@ -52,14 +52,12 @@ def clinical_sex(patient: dict[str, Any]) -> str:
 def _infertile(ctx: FactContext) -> bool:
     """Documented permanent infertility: hysterectomy, menopause (VS-INFERTILITY,
     VS-HYSTERECTOMY)."""
-    for condition in ctx.resources("Condition"):
-        if ctx.in_valueset(condition.get("code"), "VS-INFERTILITY"):
-            verification = condition.get("verificationStatus") or {}
-            if not any(c in ("refuted", "entered-in-error") for _s, c, _d in codings(verification)):
-                return True
+    for condition in ctx.in_code_valueset("Condition", "VS-INFERTILITY"):
+        verification = condition.get("verificationStatus") or {}
+        if not any(c in ("refuted", "entered-in-error") for _s, c, _d in codings(verification)):
+            return True
     return any(
-        p.get("status") == "completed" and ctx.in_valueset(p.get("code"), "VS-HYSTERECTOMY")
-        for p in ctx.resources("Procedure")
+        p.get("status") == "completed" for p in ctx.in_code_valueset("Procedure", "VS-HYSTERECTOMY")
     )
 
 

@@ -62,10 +62,8 @@ def _fact(kind: str, evidence: Evidence, ctx: FactContext) -> Fact:
 def _usable_conditions(ctx: FactContext, vs_id: str) -> list[Resource]:
     return [
         c
-        for c in ctx.resources("Condition")
-        if status_code(c.get("verificationStatus")) not in _UNUSABLE_VERIFICATION
-        and ctx.in_valueset(c.get("code"), vs_id)
-        and ctx.valid(c)
+        for c in ctx.in_code_valueset("Condition", vs_id)
+        if status_code(c.get("verificationStatus")) not in _UNUSABLE_VERIFICATION and ctx.valid(c)
     ]
 
 
@@ -104,10 +102,8 @@ def _pregnancy_ends(ctx: FactContext) -> list[Evidence]:
             ends.append(
                 Evidence("not-pregnant", at, _label(condition, "end of pregnancy"), ref(condition))
             )
-    for procedure in ctx.resources("Procedure"):
+    for procedure in ctx.in_code_valueset("Procedure", "VS-PREGNANCY-END-PROCEDURE"):
         if procedure.get("status") != "completed":
-            continue
-        if not ctx.in_valueset(procedure.get("code"), "VS-PREGNANCY-END-PROCEDURE"):
             continue
         period = procedure.get("performedPeriod") or {}
         at = parse_time(

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cds.facts.context import FactContext
-from cds.facts.fhir import Resource, display_date, observation_time, ref
+from cds.facts.fhir import Resource, display_date, ref
 
 Fact = dict[str, Any]
 
@@ -72,26 +72,39 @@ def _original(quantity: dict[str, Any]) -> str:
 
 
 def usable_weights(ctx: FactContext) -> list[Weight]:
-    """Every usable weight at or before T0, newest first."""
+    """The newest usable weights at or before T0, newest first: the newest and the one before
+    it (the change check), which is all any rule reads."""
     return ctx.cached("weights", lambda: _usable_weights(ctx))
 
 
+_WEIGHTS_READ = 2
+
+
 def _usable_weights(ctx: FactContext) -> list[Weight]:
-    weights: list[Weight] = []
+    timed = []
     for observation in ctx.with_code("Observation", WEIGHT_VS):
         if observation.get("status") not in USABLE_STATUS:
             continue
-        # Validate before reading nested fields: valid R4 guarantees their types.
-        if not ctx.in_valueset(observation.get("code"), WEIGHT_VS) or not ctx.valid(observation):
+        if not ctx.in_valueset(observation.get("code"), WEIGHT_VS):
             continue
+        at = ctx.observed_at(observation)
+        if at is not None and at <= ctx.t0:
+            timed.append((at, ref(observation), observation))
+    timed.sort(key=lambda t: (t[0], t[1]), reverse=True)
+    weights: list[Weight] = []
+    # Validate newest first, and only until the weights the rules read are found: valid R4
+    # guarantees the types of the nested fields read next.
+    for _at, _ref, observation in ctx.first_valid(timed, lambda t: t[2]):
         found = _weight(observation, ctx)
-        if found is not None and found.at <= ctx.t0:
+        if found is not None:
             weights.append(found)
-    return sorted(weights, key=lambda w: (w.at, w.ref), reverse=True)
+            if len(weights) == _WEIGHTS_READ:
+                break
+    return weights
 
 
 def _weight(observation: Resource, ctx: FactContext) -> Weight | None:
-    when = observation_time(observation, ctx.tz)
+    when = ctx.observed_at(observation)
     quantity = observation.get("valueQuantity")
     converted = to_kg(quantity)
     if when is None or converted is None or not isinstance(quantity, dict):

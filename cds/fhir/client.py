@@ -16,6 +16,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import orjson
 
+from cds import jsonload
 from cds.config import Settings
 from cds.fhir.bundles import is_operation_outcome, next_link
 
@@ -157,7 +158,7 @@ def _resource_count(page: Json) -> int:
 
 def _parse_resource(body: bytes) -> Json:
     try:
-        value = orjson.loads(body)
+        value = jsonload.loads(body)
     except orjson.JSONDecodeError:
         raise FetchFailed("FHIR server answered with invalid JSON") from None
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):

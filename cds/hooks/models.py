@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from cds import jsonload
 from cds.errors import RequestInvalid
 from cds.fhir.bundles import bundle_resources
 from cds.fhir.tolerate import tolerate
@@ -290,7 +291,7 @@ class ParsedCall:
 def json_object(body: bytes | str) -> Json:
     """Parse a JSON request body (once, with orjson); anything but an object is a 400."""
     try:
-        value = orjson.loads(body)
+        value = jsonload.loads(body)
     except orjson.JSONDecodeError as exc:
         where = f" (line {exc.lineno}, column {exc.colno})" if body else " (empty body)"
         raise InvalidField(f"request body is not valid JSON{where}", ["$"]) from None

@@ -135,3 +135,39 @@ def test_load_generator_against_the_floor(tmp_path: Path) -> None:
     assert result["throughput"]["rps"] > 0
     assert server.startup_s > 0
     assert memory and all(m["peak_rss_mb"] for m in memory.values())
+
+
+def test_cold_requests_are_new_patients_with_their_own_ids_and_values() -> None:
+    first, second = synthetic.cold_kap_request(60, 0), synthetic.cold_kap_request(60, 1)
+    assert first == synthetic.cold_kap_request(60, 0)  # deterministic per index
+    assert first["context"]["patientId"] != second["context"]["patientId"]
+    ids = [
+        {
+            e["resource"]["id"]
+            for b in r["prefetch"].values()
+            if b and "entry" in b
+            for e in b["entry"]
+        }
+        for r in (first, second)
+    ]
+    assert ids[0] and not ids[0] & ids[1]  # no resource id in common
+
+    def weight(request: dict[str, Any]) -> float:
+        return next(
+            e["resource"]["valueQuantity"]["value"]
+            for e in request["prefetch"]["observations"]["entry"]
+            if e["resource"]["code"]["coding"][0]["code"] == "29463-7"
+        )
+
+    values = {weight(synthetic.cold_kap_request(60, i)) for i in range(6)}
+    assert len(values) > 1  # values of each patient's own, not one weight for all
+
+
+def test_body_pool_hands_out_each_body_once_then_counts_reuse() -> None:
+    from bench.loadgen import BodyPool
+
+    pool = BodyPool([synthetic.cold_kap_request(20, i) for i in range(3)])
+    patients = [orjson.loads(pool.next())["context"]["patientId"] for _ in range(3)]
+    assert len(set(patients)) == 3 and pool.reused == 0
+    pool.next()
+    assert pool.reused == 1

@@ -269,3 +269,22 @@ def test_clear_liquid_rule_when_the_site_adopts_it(tmp_path: Path) -> None:
     assert "Last liquid 1.98 h" in summaries["KAP-FAST-002"]
     summaries, _ = evaluate(evaluator, settings)  # first ketamine order of a course
     assert "no clear liquids after 2026-11-20 13:00" in summaries["KAP-FAST-001"]
+
+
+def test_monitoring_reads_the_session_day_only(utc: tuple[RuleEvaluator, Settings]) -> None:
+    """A BP from last year (here not even valid FHIR) cannot change a session's monitoring:
+    it is neither read nor validated, so it is not on the data card either."""
+    old_bp = {
+        "resourceType": "Observation",
+        "id": "bp-last-year",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "subject": {"reference": "Patient/pt-esk"},
+        "effectiveDateTime": "2025-11-20T10:00:00Z",
+        "component": {"not": "a list"},
+    }
+    case = {**discharge("dosing-day-esketamine"), "resources": [old_bp]}
+    _, facts = evaluate(*utc, **case)
+    fact = next(f for f in facts if f["t"] == "dosing_session")
+    assert "monitoring_missing" not in fact
+    assert not any(f.get("key") == "Observation/bp-last-year" for f in facts)
