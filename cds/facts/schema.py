@@ -316,7 +316,13 @@ _TYPES = [
             "minutes_since_end": _n("minutes from last administration end to T0", sample="9999"),
             "observe_until_display": _s("earliest discharge by policy", sample=DATETIME),
             "clearance_display": _s("driving clearance time by policy", sample=DATETIME),
-            "stability_documented": _b("a post-dose stability assessment is recorded"),
+            "stability_documented": _b(
+                "post-dose stability is documented: an assessment, or vital signs through the "
+                "end of the monitoring period"
+            ),
+            "stability_display": _s(
+                "what shows stability, or why it is not shown", sample="x" * 90
+            ),
             "post_dose_vitals": _b("at least one BP after the first administration"),
             "monitoring_missing": _s(
                 "monitoring items not documented, comma separated", sample="x" * 60

@@ -8,6 +8,7 @@ reading wins whatever its value, so a normal re-measurement after rest supersede
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -89,7 +90,8 @@ def _paired(systolic: Candidate, diastolics: list[Candidate], ctx: FactContext) 
     return None
 
 
-def newest_reading(ctx: FactContext) -> Reading | None:
+def readings(ctx: FactContext) -> Iterator[Reading]:
+    """Complete BP readings at or before T0, newest first, validated as they are reached."""
     found = candidates(ctx, _VALUESETS)  # newest first, not yet validated
     diastolics = [c for c in found if c.vs_id == "VS-BP-DIASTOLIC"]
     for candidate in found:
@@ -102,8 +104,11 @@ def newest_reading(ctx: FactContext) -> Reading | None:
         # Validate only what would be used; an invalid newest reading falls back to an older one
         # (and is reported as a data gap by ctx.valid).
         if reading is not None and ctx.valid(candidate.resource):
-            return reading
-    return None
+            yield reading
+
+
+def newest_reading(ctx: FactContext) -> Reading | None:
+    return next(readings(ctx), None)
 
 
 def build(ctx: FactContext) -> list[Fact]:
