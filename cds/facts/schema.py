@@ -388,7 +388,11 @@ _TYPES = [
     FactType(
         "rems",
         "SPRAVATO REMS patient enrollment documented. Present only when enrolled.",
-        {"date_display": _s("when documented", sample=DATE), "ref": REF},
+        {
+            "date_display": _s("when documented (absent: an undated REMS patient ID)", sample=DATE),
+            "source": _s("which record shows it", sample="x" * 30),
+            "ref": REF,
+        },
     ),
     FactType(
         "visit",

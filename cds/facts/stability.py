@@ -18,8 +18,8 @@ say: the clinician saw the patient.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import takewhile
 from datetime import datetime, timedelta
+from itertools import takewhile
 from typing import Any
 
 from cds.facts.context import FactContext
@@ -119,14 +119,15 @@ def _low_spo2(ctx: FactContext, first_dose: datetime) -> str | None:
         value = _percent(observation.get("valueQuantity"))
         if observation.get("status") not in USABLE_STATUS or at is None or value is None:
             continue
-        if first_dose < at <= ctx.t0 and (newest is None or at > newest[0]):
-            if ctx.valid(observation):
-                newest = (at, value)
+        later = newest is None or at > newest[0]
+        if first_dose < at <= ctx.t0 and later and ctx.valid(observation):
+            newest = (at, value)
     minimum = ctx.policy.number("stability_spo2_min_percent")
     if newest is None or newest[1] >= minimum:
         return None
     at, value = newest
-    return f"the last SpO2 ({_num(value)} % at {display_time(at, ctx.tz)}) is below {_num(minimum)} %"
+    when = display_time(at, ctx.tz)
+    return f"the last SpO2 ({_num(value)} % at {when}) is below {_num(minimum)} %"
 
 
 def _percent(quantity: Any) -> float | None:

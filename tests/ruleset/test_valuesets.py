@@ -111,8 +111,10 @@ ANSWERS = {
 }
 PROCEDURES = {"VS-PREGNANCY-END-PROCEDURE", "VS-THYROID-ABLATION", "VS-HYSTERECTOMY"}
 VISITS = {"VS-KAP-DOSING", "VS-KAP-PREPARATION", "VS-KAP-INTEGRATION"}
-CONSENT = {"VS-CONSENT-KAP", "VS-CONSENT-SCOPE-TREATMENT"}
+CONSENT = {"VS-CONSENT-KAP", "VS-CONSENT-SCOPE-TREATMENT", "VS-CONSENT-REMS"}
+IDENTIFIERS = {"VS-REMS-PATIENT-ID"}
 ALL_IDS = DRUGS | CONDITIONS | MEDICATIONS | OBSERVATIONS | ANSWERS | PROCEDURES | VISITS | CONSENT
+ALL_IDS |= IDENTIFIERS
 
 
 @pytest.fixture(scope="module")
@@ -335,7 +337,9 @@ def test_known_verify_codes_are_marked(vs: dict[str, ValueSet]) -> None:
 def test_names_only_on_drug_and_medication_sets(sources: dict[str, ValueSetFile]) -> None:
     for vs_id, src in sources.items():
         if src.names:
-            assert vs_id in DRUGS | MEDICATIONS, vs_id
+            # Beside drugs, only records that have no standard code and that EHRs label in
+            # text: the REMS patient ID type and the REMS enrollment form.
+            assert vs_id in DRUGS | MEDICATIONS | {"VS-REMS-PATIENT-ID", "VS-CONSENT-REMS"}, vs_id
     for vs_id in DRUGS | MEDICATIONS:
         assert sources[vs_id].names, f"{vs_id} needs ingredient/brand names for SCD/SBD codes"
 
@@ -368,6 +372,8 @@ def test_valid_systems_only(sources: dict[str, ValueSetFile]) -> None:
         V2_0136,
         V3_INTERP,
         CONSENT_SCOPE,
+        "urn:kap-cds:identifier-type",
+        "http://www.ama-assn.org/go/cpt",
     }
     for vs_id, src in sources.items():
         for entry in [*src.include, *src.exclude]:
