@@ -22,16 +22,20 @@ from zoneinfo import ZoneInfo
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from cds.ruleset.valuesets import canonical_system
+
 Resource = dict[str, Any]
 
 
 def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
-    """(system, code, display) of every coding in a CodeableConcept (raw JSON)."""
+    """(system, code, display) of every coding in a CodeableConcept (raw JSON); the system as its
+    canonical URI (an HL7 OID alias reads as the URI the value sets use)."""
     if isinstance(concept, dict) and isinstance(concept.get("coding"), list):
         for coding in concept["coding"]:
             if isinstance(coding, dict):
+                system = _text(coding.get("system"))
                 yield (
-                    _text(coding.get("system")),
+                    canonical_system(system) if system else None,
                     _text(coding.get("code")),
                     _text(coding.get("display")),
                 )
