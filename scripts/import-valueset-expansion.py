@@ -45,10 +45,22 @@ def expansion_entry(valueset: dict, args: argparse.Namespace) -> dict:
         "source": source,
         "url": valueset["url"],
         "version": version,
-        "expanded": str(expansion["timestamp"])[:10],
+        "expanded": _expansion_date(expansion),
         "coverage": args.coverage,
         "codes": codes,
     }
+
+
+def _expansion_date(expansion: dict) -> str:
+    """The expansion timestamp; VSAC exports without one carry the release date (YYYYMMDD) as
+    the expansion identifier."""
+    stamp = str(expansion.get("timestamp") or "")
+    if stamp:
+        return stamp[:10]
+    ident = str(expansion.get("identifier") or "")
+    if len(ident) == 8 and ident.isdigit():
+        return f"{ident[:4]}-{ident[4:6]}-{ident[6:]}"
+    raise SystemExit("the expansion has no timestamp: give the value set a dated expansion")
 
 
 def main() -> int:

@@ -238,6 +238,11 @@ _TYPES = [
             "days_ago": _n("days before T0", sample="999"),
             "stale_condition": _b("an active pregnancy Condition older than the look-back"),
             "source_display": _s("what the evidence is", sample="x" * 40),
+            "later_answer_display": _s(
+                "a sentence on a later status answer that does not refute a positive test, or "
+                "empty",
+                sample="x" * 90,
+            ),
             "date_display": _s("when", sample=DATE),
             "ref": REF,
         },
