@@ -391,6 +391,17 @@ _TYPES = [
         },
     ),
     FactType(
+        "exposure_review",
+        "The long-term exposure review documented within long_term_review_quiet_days: a review "
+        "record, or a urinalysis and a cognitive screening both in the window.",
+        {
+            "days_ago": _n("days since the review (the older screening)", sample="999"),
+            "date_display": _s("review date", sample=DATE),
+            "source": _s("what documents it", sample="x" * 40),
+            "ref": REF,
+        },
+    ),
+    FactType(
         "rems",
         "SPRAVATO REMS patient enrollment documented. Present only when enrolled.",
         {
