@@ -49,6 +49,8 @@ class Settings(BaseSettings):
 
     rules_dir: Path = DEFAULT_RULES_DIR
     policy_file: Path | None = None
+    # A site's own codes merged into the shipped value sets (a YAML file or a directory).
+    valueset_overlay: Path | None = None
     # IANA zone for "same day" comparisons (catalog 3.2: the facility's local time zone).
     facility_timezone: str = "UTC"
 

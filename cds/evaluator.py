@@ -171,5 +171,5 @@ def _engine_name(hook: str) -> str:
 
 
 def build_evaluator(settings: Settings) -> RuleEvaluator:
-    ruleset = load_ruleset(settings.rules_dir, settings.policy_file)
+    ruleset = load_ruleset(settings.rules_dir, settings.policy_file, settings.valueset_overlay)
     return RuleEvaluator(ruleset, settings.facility_timezone)

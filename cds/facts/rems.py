@@ -26,10 +26,10 @@ from cds.facts.fhir import Resource, codings, concept_text, display_date, parse_
 from cds.facts.labs import candidates as observation_candidates
 from cds.facts.labs import coded_in, valid_newest_first
 from cds.facts.patient import patient_resource
+from cds.ruleset.valuesets import URI_SYSTEM_NAME
 
 Fact = dict[str, Any]
 
-URI_SYSTEM = "urn:ietf:rfc:3986"  # "the code is a URI": how a value set lists identifier systems
 _ENDED_CONSENT = {"inactive", "rejected"}
 
 
@@ -105,7 +105,7 @@ def _identifier(ctx: FactContext) -> Record | None:
 def _is_rems_identifier(identifier: dict[str, Any], ctx: FactContext) -> bool:
     system = identifier.get("system")
     if isinstance(system, str) and ctx.valuesets["VS-REMS-PATIENT-ID"].matches_coding(
-        URI_SYSTEM, system
+        URI_SYSTEM_NAME, system
     ):
         return True
     return ctx.in_valueset(identifier.get("type"), "VS-REMS-PATIENT-ID")

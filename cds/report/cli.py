@@ -34,7 +34,7 @@ def report_command(settings: Settings, fmt: str, output: Path, since: str | None
     except UsageError as exc:
         sys.stderr.write(f"kap-cds rules report: {exc}\n")
         return EXIT_USAGE
-    ruleset = load_ruleset(settings.rules_dir, settings.policy_file)
+    ruleset = load_ruleset(settings.rules_dir, settings.policy_file, settings.valueset_overlay)
     data = ReportInput(
         ruleset,
         datetime.now(UTC),

@@ -40,6 +40,9 @@ NDC = "http://hl7.org/fhir/sid/ndc"
 CPT = "http://www.ama-assn.org/go/cpt"
 HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 V2_0136 = "http://terminology.hl7.org/CodeSystem/v2-0136"
+URI_SYSTEM_NAME = (
+    "urn:ietf:rfc:3986"  # "the code is a URI": how a value set lists e.g. identifier systems
+)
 
 # HL7 OIDs of the same code systems (HL7 terminology "identifier" of each CodeSystem), the form
 # C-CDA documents and their FHIR conversions carry.
@@ -196,6 +199,80 @@ def _compile(vs: ValueSetFile) -> ValueSet:
         pattern = re.compile(rf"\b(?:{alternatives})\b", re.IGNORECASE)
     verify = tuple(f"{e.system}|{e.code or e.prefix}" for e in vs.include if e.confidence == "V")
     return ValueSet(vs.id, vs.title, exact, prefixes, ex_exact, ex_prefixes, pattern, verify)
+
+
+class OverlayEntry(BaseModel):
+    """A site's own codes for a shipped value set (``KAP_CDS_VALUESET_OVERLAY``): merged into it
+    at load, so a site maps what its EHR records without editing a rule or a shipped file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^VS-[A-Z0-9-]+$")
+    reason: str = Field(min_length=1, description="why these codes mean the same (for audit)")
+    include: list[CodeEntry] = Field(default_factory=list)
+    exclude: list[CodeEntry] = Field(default_factory=list)
+    names: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _adds_something(self) -> OverlayEntry:
+        if not (self.include or self.exclude or self.names):
+            raise ValueError("give include, exclude or names")
+        return self
+
+
+def _validation_error(path: Path, exc: ValidationError, prefix: str = "") -> RuleLoadError:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return RuleLoadError(str(path), None, prefix + loc if loc else prefix or None, err["msg"])
+
+
+def apply_overlay(
+    sources: dict[str, ValueSetFile], overlay: Path
+) -> tuple[dict[str, ValueSet], dict[str, ValueSetFile]]:
+    """Merge a site overlay (one YAML file, or a directory of ``*.yaml``) into the shipped value
+    sets. Each file holds one entry or a list of entries; an entry naming no shipped value set,
+    or a malformed one, is a ``RuleLoadError`` with the file, the entry and the reason."""
+    if overlay.is_dir():
+        paths = sorted(overlay.glob("*.yaml"))
+    elif overlay.is_file():
+        paths = [overlay]
+    else:
+        raise RuleLoadError(str(overlay), None, None, "value-set overlay not found")
+    merged = dict(sources)
+    for path in paths:
+        for index, entry in enumerate(_overlay_entries(path)):
+            where = f"[{index}]."
+            if entry.id not in merged:
+                raise RuleLoadError(
+                    str(path),
+                    None,
+                    where + "id",
+                    f"unknown value set {entry.id}: an overlay extends a shipped value set",
+                )
+            base = merged[entry.id]
+            merged[entry.id] = base.model_copy(
+                update={
+                    "include": [*base.include, *entry.include],
+                    "exclude": [*base.exclude, *entry.exclude],
+                    "names": [*base.names, *entry.names],
+                }
+            )
+    return {vs_id: _compile(vs) for vs_id, vs in merged.items()}, merged
+
+
+def _overlay_entries(path: Path) -> list[OverlayEntry]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RuleLoadError(str(path), None, None, f"cannot read: {exc}") from None
+    items = raw if isinstance(raw, list) else [raw]
+    entries = []
+    for index, item in enumerate(items):
+        try:
+            entries.append(OverlayEntry.model_validate(item))
+        except ValidationError as exc:
+            raise _validation_error(path, exc, f"[{index}].") from None
+    return entries
 
 
 def load_valuesets(directory: Path) -> tuple[dict[str, ValueSet], dict[str, ValueSetFile]]:
