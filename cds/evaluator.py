@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from cds.cards.actions import ActionContext
 from cds.cards.render import build_cards
 from cds.config import Settings
-from cds.engine.durable import DurableEngine
+from cds.engine.durable import DurableEngine, Match
 from cds.errors import RuleLoadError
 from cds.facts.build import build_facts
 from cds.facts.context import FactContext, Plan
@@ -23,7 +23,7 @@ from cds.facts.plan import find_plan
 from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, without_invalid
 from cds.facts.triage import Triage, triage
 from cds.hooks.registry import service
-from cds.pipeline_types import Evaluation, PatientData
+from cds.pipeline_types import Evaluation, FiredRule, PatientData
 from cds.ruleset.loader import LoadedRuleSet, load_ruleset
 from cds.ruleset.valuesets import ValueSetIndex
 
@@ -88,6 +88,7 @@ class RuleEvaluator:
         return {
             "digest": self.ruleset.digest,
             "rules": len(self.ruleset.active_rules),
+            "shadow": len(self.ruleset.shadow_rules),
             "version": self.ruleset.digest[:12],
         }
 
@@ -137,8 +138,20 @@ class RuleEvaluator:
             order_ref=ref(plan.order) if plan.order and hook.startswith("order-") else None,
             encounter_id=context.get("encounterId"),
         )
-        cards, fired = build_cards(matches, self.ruleset, action_ctx)
-        return Evaluation(cards, fired, plan.t0, True, self.ruleset.digest)
+        live = [m for m in matches if not self.ruleset.is_shadow(_rule_of(m))]
+        cards, fired = build_cards(live, self.ruleset, action_ctx)
+        shadow = self._would_fire(matches, len(live), action_ctx)
+        return Evaluation(cards, fired, plan.t0, True, self.ruleset.digest, shadow)
+
+    def _would_fire(
+        self, matches: list[Match], live_count: int, action_ctx: ActionContext
+    ) -> list[FiredRule]:
+        """Shadow rules' firings as the EHR would have seen them: built together with the live
+        rules so that a live rule's ``suppressed_by`` applies, then only the shadow ones kept."""
+        if live_count == len(matches):
+            return []
+        _cards, fired = build_cards(matches, self.ruleset, action_ctx)
+        return [f for f in fired if self.ruleset.is_shadow(f.rule_id)]
 
     def facts_for(
         self, service_id: str, context: dict[str, Any], data: PatientData, now: datetime
@@ -164,6 +177,10 @@ class RuleEvaluator:
             plan=plan,
             index=self.index,
         )
+
+
+def _rule_of(match: Match) -> str:
+    return match.key.partition("#")[0]
 
 
 def _engine_name(hook: str) -> str:

@@ -17,6 +17,7 @@ from cds.api.deps import (
     RulesetEvaluator,
     SettingsDep,
 )
+from cds.audit.archive import ArchivedInputs
 from cds.facts.triage import Triage
 from cds.fhir.gather import gather
 from cds.hooks.cards import CardsResponse
@@ -95,6 +96,14 @@ async def call_service(
             data=data,
             evaluation=evaluation,
             latency_ms=latency_ms,
+            # Kept only when the site turned the encrypted input archive on (for replay).
+            inputs=ArchivedInputs(
+                descriptor.id,
+                call.context,
+                data.resources,
+                {key: outcome.value for key, outcome in data.outcomes.items()},
+                now,
+            ),
         )
         return json_response(_cards_body(evaluation))
 
