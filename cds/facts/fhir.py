@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from cds.ruleset.valuesets import canonical_system
+from cds.ruleset.valuesets import SYSTEM_ALIASES
 
 Resource = dict[str, Any]
 
@@ -35,7 +35,7 @@ def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]
             if isinstance(coding, dict):
                 system = _text(coding.get("system"))
                 yield (
-                    canonical_system(system) if system else None,
+                    SYSTEM_ALIASES.get(system, system) if system else None,
                     _text(coding.get("code")),
                     _text(coding.get("display")),
                 )

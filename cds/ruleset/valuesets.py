@@ -71,7 +71,7 @@ SYSTEM_ALIASES: dict[str, str] = {
 
 def canonical_system(system: str) -> str:
     """The one URI a code system is matched under."""
-    return SYSTEM_ALIASES.get(system.strip(), system.strip()) if system else system
+    return SYSTEM_ALIASES.get(system, system) if system else system
 
 
 class CodeEntry(BaseModel):
