@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import takewhile
 from typing import Any
 
 from cds.facts.context import FactContext
@@ -82,8 +81,8 @@ def _yes_no(observation: Resource, ctx: FactContext) -> bool | None:
 
 def _from_vitals(ctx: FactContext, first_dose: datetime, monitoring_end: datetime) -> Stability:
     window = timedelta(minutes=ctx.policy.number("stability_vitals_window_minutes"))
-    # Newest first, up to T0; stop at the dose (older readings need no validation).
-    post = list(takewhile(lambda r: r.at > first_dose, readings(ctx)))
+    # Newest first, up to T0; a session and its monitoring lie within the day before discharge.
+    post = [r for r in readings(ctx, lookback_days=1.0) if r.at > first_dose]
     if not post:
         return Stability(False, None, "no blood pressure after the dose")
     newest = post[0]
