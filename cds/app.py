@@ -16,7 +16,8 @@ from cds.api.deps import RulesetEvaluator, Runtime
 from cds.api.errors import install_error_handlers
 from cds.api.metrics import Metrics
 from cds.api.openapi import install_openapi
-from cds.api.routes import discovery, feedback, governance, health, services
+from cds.api.routes import discovery, feedback, governance, health, home, services
+from cds.api.work import WorkPool
 from cds.config import Settings
 from cds.fhir.client import new_client, quiet_httpx_logging
 from cds.pipeline_types import AuditSink
@@ -45,25 +46,41 @@ def create_app(
     settings = settings or Settings()
     if not settings.facility_timezone:
         logger.warning(health.ZONE_WARNING)  # every process says it, however it was started
-    app = FastAPI(title="kap-cds", version=__version__, description=DESCRIPTION, lifespan=_lifespan)
+    docs = settings.expose_docs  # KAP_CDS_EXPOSE_DOCS=false: /docs, /redoc, /openapi.json 404
+    app = FastAPI(
+        title="kap-cds",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.runtime = Runtime(
         settings=settings,
         clock=clock or utc_now,
         metrics=Metrics(),
+        work=WorkPool(
+            threads=settings.evaluation_threads,
+            max_in_flight=settings.max_concurrent_calls,
+            retry_after_seconds=settings.retry_after_seconds,
+        ),
         evaluator=evaluator,
         audit=audit,
     )
+    app.state.runtime.metrics.watch_calls_in_progress(lambda: app.state.runtime.work.in_flight)
     for router in (
         discovery.router,
         services.router,
         feedback.router,
         health.router,
         governance.router,
+        home.router,
     ):
         app.include_router(router)
     install_error_handlers(app)
     install_openapi(app)
-    security_web.install(app, settings)
+    security_web.install(app, settings, on_refusal=app.state.runtime.metrics.auth_refused)
     return app
 
 
@@ -73,6 +90,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = runtime.settings
     quiet_httpx_logging()  # the open-mode warning comes from cds.security.web.install
     async with AsyncExitStack() as stack:
+        stack.callback(runtime.work.close)
         if runtime.evaluator is None:
             runtime.evaluator = _build_evaluator(settings)
         if runtime.audit is None:

@@ -7,15 +7,26 @@ tests can construct their own with ``Settings(_env_file=None, ...)``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cds.bundled import bundled_dir
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_RULES_DIR = REPO_ROOT / "rules"
-DEFAULT_STATE_DIR = REPO_ROOT / "var"
+# The rule set shipped with the package (the repository's rules/ in a checkout).
+DEFAULT_RULES_DIR = bundled_dir("rules")
+EXAMPLES_DIR = bundled_dir("fhir_examples")
+
+
+def default_state_dir() -> Path:
+    """``var/`` in the directory kap-cds is started from: never inside the installed package."""
+    return Path.cwd() / "var"
+
+
 DEFAULT_FACILITY_ZONE = "UTC"
 
 
@@ -26,6 +37,9 @@ class TrustedIssuer(BaseModel):
     jwks_url: str | None = None
     jwks: dict[str, Any] | None = None
     tenant: str | None = None
+    # ``jku`` header values this issuer's tokens may carry besides ``jwks_url``. Never fetched:
+    # the keys always come from ``jwks_url`` or ``jwks``. Empty: see cds/security/tokens.py.
+    allowed_jku: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> TrustedIssuer:
@@ -38,14 +52,22 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAP_CDS_", env_ignore_empty=True, extra="ignore")
 
     # Audit store: an embedded SQLite file by default, postgresql://... in production.
-    database_url: str = f"sqlite:///{DEFAULT_STATE_DIR / 'audit.sqlite3'}"
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{default_state_dir() / 'audit.sqlite3'}"
+    )
     # Where audit records wait when the store is unreachable (replayed once it is back).
-    spool_dir: Path = DEFAULT_STATE_DIR / "spool"
+    spool_dir: Path = Field(default_factory=lambda: default_state_dir() / "spool")
 
     # When empty the service runs open (no JWT) and binds to loopback; it says so at start-up.
     trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
-    # Public URL of this service as EHRs see it (behind a proxy); JWT `aud` is checked against it.
+    # Public URL of this service as EHRs see it; JWT `aud` must be it followed by the path called.
+    # In JWT mode it (or accepted_audiences) is required: the Host header is the caller's choice.
     public_base_url: str | None = None
+    # More base URLs the service is reachable under (several host names); same rule as above.
+    accepted_audiences: list[str] = Field(default_factory=list)
+    # Development only: fetch a trusted issuer's keys over plain http (anyone on the path could
+    # swap them).
+    allow_insecure_jwks_url: bool = False
     jwt_clock_skew_seconds: int = 60
     jwt_max_lifetime_seconds: int = 3600
 
@@ -69,9 +91,32 @@ class Settings(BaseSettings):
     fhir_max_pages: int = 5
     fhir_max_response_bytes: int = 20_000_000
 
+    # Bytes and resources read from fhirServer per request, across every prefetch key and page.
+    fhir_max_resources: int = Field(default=20_000, ge=1)
+
     max_body_bytes: int = 10_000_000
     max_json_depth: int = 64
+    # A call past it gets 503 + Retry-After (the work still running in its thread is dropped).
     request_timeout_seconds: float = 10.0
+    # Threads that parse, gather and evaluate (the event loop only moves bytes).
+    evaluation_threads: int = Field(default=4, ge=1, le=64)
+    # CDS calls in progress per process; beyond it 503 + Retry-After at once.
+    max_concurrent_calls: int = Field(default=16, ge=1)
+    retry_after_seconds: int = Field(default=2, ge=1)
+    # Feedback items per call (CDS Hooks sends one per card); more is a 400.
+    max_feedback_items: int = Field(default=100, ge=1)
+    # HTTP connection guards (kap-cds serve): request line + headers, time to send them, idle
+    # keep-alive connections.
+    max_header_bytes: int = Field(default=32_768, ge=1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    keep_alive_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    # Logs: one JSON object per line (default), or plain text for a terminal.
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # /docs, /redoc, /openapi.json and /metrics can be switched off (404) where not wanted.
+    expose_docs: bool = True
+    expose_metrics: bool = True
     cors_origins: list[str] = Field(default_factory=list)
     # /governance (rule catalog, per-rule counts; no patient data) without a JWT, for sites that
     # put it behind their own authenticating proxy. Open anyway when the service runs open.
@@ -82,6 +127,28 @@ class Settings(BaseSettings):
     archive_key: str | None = Field(default=None, repr=False)
     archive_key_file: Path | None = None
     archive_retention_days: int = Field(default=30, ge=1)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return None if value is None else _absolute_base_url(value, "public_base_url")
+
+    @field_validator("accepted_audiences")
+    @classmethod
+    def _audience_urls(cls, values: list[str]) -> list[str]:
+        return [_absolute_base_url(v, "accepted_audiences") for v in values]
+
+    @model_validator(mode="after")
+    def _jwks_over_https(self) -> Settings:
+        if self.allow_insecure_jwks_url:
+            return self
+        for issuer in self.trusted_issuers:
+            if issuer.jwks_url is not None and urlsplit(issuer.jwks_url).scheme != "https":
+                raise ValueError(
+                    f"trusted issuer {issuer.iss!r}: jwks_url must be https (set "
+                    "KAP_CDS_ALLOW_INSECURE_JWKS_URL=true for development only)"
+                )
+        return self
 
     @field_validator("facility_timezone")
     @classmethod
@@ -105,3 +172,16 @@ class Settings(BaseSettings):
     def facility_zone(self) -> str:
         """The zone days are judged in: the configured one, else UTC (development only)."""
         return self.facility_timezone or DEFAULT_FACILITY_ZONE
+
+    @property
+    def audience_bases(self) -> list[str]:
+        """The base URLs a token's ``aud`` may name (followed by the path called)."""
+        bases = [self.public_base_url] if self.public_base_url else []
+        return bases + [a for a in self.accepted_audiences if a not in bases]
+
+
+def _absolute_base_url(value: str, name: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{name}: {value!r} is not an absolute http(s) URL without query")
+    return value.rstrip("/")

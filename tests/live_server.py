@@ -47,22 +47,30 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(state_dir: Path, database_url: str | None = None) -> Iterator[LiveServer]:
-    """`kap-cds serve` in open mode, its audit store and spool under ``state_dir``. Fails the
-    test if the server does not come up, or does not stop cleanly (a crash in the engine, a
-    traceback) when the test is done."""
+def live_server(
+    state_dir: Path,
+    database_url: str | None = None,
+    settings: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[LiveServer]:
+    """`kap-cds serve` in open mode (unless ``settings`` or ``env``, extra ``KAP_CDS_*``
+    variables, say otherwise), its audit store and spool under ``state_dir``. Fails the test if
+    the server does not come up, or does not stop cleanly (a crash in the engine, a traceback)
+    when the test is done."""
     port = free_port()
-    env = {
+    extra = {**(env or {}), **(settings or {})}
+    process_env = {
         **os.environ,
         "PYTHONPATH": str(REPO_ROOT),
         "KAP_CDS_DATABASE_URL": database_url or f"sqlite:///{state_dir / 'audit.sqlite3'}",
         "KAP_CDS_SPOOL_DIR": str(state_dir / "spool"),
     }
-    env.pop("KAP_CDS_TRUSTED_ISSUERS", None)
+    process_env.pop("KAP_CDS_TRUSTED_ISSUERS", None)
+    process_env |= extra
     process = subprocess.Popen(
         [sys.executable, "-m", "cds", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=state_dir,
-        env=env,
+        env=process_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

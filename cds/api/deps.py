@@ -7,14 +7,16 @@ thread pool, which costs more than the whole non-KAP answer.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
 import httpx
 from fastapi import Depends, Request
 
+from cds.api.card_rules import CardRules
 from cds.api.metrics import Metrics
+from cds.api.work import WorkPool
 from cds.config import Settings
 from cds.facts.triage import Triage
 from cds.pipeline_types import AuditSink, Evaluator
@@ -39,6 +41,8 @@ class Runtime:
     settings: Settings
     clock: Clock
     metrics: Metrics
+    work: WorkPool
+    card_rules: CardRules = field(default_factory=CardRules)
     evaluator: RulesetEvaluator | None = None
     audit: AuditSink | None = None
     http_client: httpx.AsyncClient | None = None
@@ -79,6 +83,10 @@ async def get_metrics(request: Request) -> Metrics:
     return _runtime(request).metrics
 
 
+async def get_work(request: Request) -> WorkPool:
+    return _runtime(request).work
+
+
 async def get_http_client(request: Request) -> httpx.AsyncClient | None:
     return _runtime(request).http_client
 
@@ -89,4 +97,5 @@ EvaluatorDep = Annotated[RulesetEvaluator, Depends(get_evaluator)]
 AuditDep = Annotated[AuditSink, Depends(get_audit)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+WorkDep = Annotated[WorkPool, Depends(get_work)]
 HttpClientDep = Annotated[httpx.AsyncClient | None, Depends(get_http_client)]

@@ -61,7 +61,9 @@ async def cds_error(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(
             exc.code, "Authentication failed", 401, headers={"WWW-Authenticate": "Bearer"}
         )
-    return problem_response(exc.code, exc.detail, exc.http_status, _expression(exc))
+    retry_after = getattr(exc, "retry_after_seconds", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return problem_response(exc.code, exc.detail, exc.http_status, _expression(exc), headers)
 
 
 async def request_validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -42,6 +42,8 @@ _OUTCOME_SCHEMA: dict[str, Any] = {
 }
 _INVALID = "Malformed or invalid request (OperationOutcome names the field)"
 _TOO_LARGE = "Request body larger than KAP_CDS_MAX_BODY_BYTES"
+_NOT_JSON = "Content-Type is not application/json"
+_BUSY = "Busy, or past the request deadline: retry after Retry-After seconds"
 
 
 def _outcome_content() -> dict[str, Any]:
@@ -55,6 +57,8 @@ def _correct_operation(operation: dict[str, Any]) -> None:
     if "requestBody" in operation:
         responses.setdefault("400", {"description": _INVALID})
         responses.setdefault("413", {"description": _TOO_LARGE})
+        responses.setdefault("415", {"description": _NOT_JSON})
+        responses.setdefault("503", {"description": _BUSY})
     for status, response in responses.items():
         if status.startswith(("4", "5")):
             response["content"] = _outcome_content()

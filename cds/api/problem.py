@@ -19,6 +19,7 @@ _ISSUE_TYPE = {
     404: "not-found",
     412: "not-found",
     413: "too-costly",
+    415: "not-supported",
     500: "exception",
     503: "timeout",
 }

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import logging.config
 import socket
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from cds.api.http_guard import GuardedHttpToolsProtocol
 from cds.api.routes.health import OPEN_WARNING, ZONE_WARNING
 from cds.config import Settings
+from cds.logs import log_config
+from cds.security.web import AudienceNotConfigured, require_audience
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +81,12 @@ def run_server(
     """Serve until stopped. Each worker builds its app with ``create_app()`` from the same
     KAP_CDS_* environment, so ``settings`` here only decides where and how to listen."""
     host = host or settings.host
+    logging.config.dictConfig(log_config(settings))  # this process; uvicorn does each worker
     check_bind(settings, host)
+    try:
+        require_audience(settings)
+    except AudienceNotConfigured as exc:
+        raise SystemExit(str(exc)) from None
     check_facility_zone(settings, host)
     config = uvicorn.Config(
         APP_FACTORY,
@@ -88,6 +97,12 @@ def run_server(
         proxy_headers=False,  # behind a proxy, configure it there (forwarded-allow-ips)
         server_header=False,
         access_log=False,  # every service call is in the audit trail; no patient ids in logs
+        log_config=log_config(settings),
+        log_level=settings.log_level.lower(),
+        http=GuardedHttpToolsProtocol,
+        # Connection guards: idle keep-alive connections are closed; the header size and the
+        # time to send the headers are enforced by GuardedHttpToolsProtocol.
+        timeout_keep_alive=int(settings.keep_alive_timeout_seconds) or 1,
     )
     if config.workers > 1:
         Multiprocess(config, sockets=[tcp_socket(config.host, config.port)]).run()

@@ -92,6 +92,7 @@ def _demographic_gaps(age: int | None, sex: str, patient_ref: str) -> list[Fact]
                 "key": f"{patient_ref} birthDate",
                 "reason": "missing",
                 "checks": "age checks (under 18, young adults) and pregnancy status",
+                "what": "The patient's birth date is not recorded",
             }
         )
     if sex in ("unknown", "other"):
@@ -101,6 +102,7 @@ def _demographic_gaps(age: int | None, sex: str, patient_ref: str) -> list[Fact]
                 "key": f"{patient_ref} sex",
                 "reason": "not recorded",
                 "checks": "pregnancy status for a patient who may be able to become pregnant",
+                "what": "The patient's sex is not recorded",
             }
         )
     return gaps

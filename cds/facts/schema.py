@@ -467,6 +467,7 @@ _TYPES = [
             "key": _s("prefetch key or resource", sample="x" * 40),
             "reason": _s("failed / missing / invalid", sample="x" * 20),
             "checks": _s("which checks could not run", sample="x" * 80),
+            "what": _s("what could not be had and why, in plain words", sample="x" * 160),
         },
     ),
 ]

@@ -48,12 +48,35 @@ def new_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def is_secure(base_url: str, settings: Settings) -> bool:
-    return urlsplit(base_url).scheme == "https" or settings.allow_insecure_fhir_server
+class ReadBudget:
+    """What one request may read from fhirServer, across every prefetch key and page: the keys
+    are read concurrently and all draw on it, so one request cannot read ten times the limit."""
+
+    def __init__(self, max_bytes: int, max_resources: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_resources = max_resources
+        self.bytes_left = max_bytes
+        self.resources_left = max_resources
+
+    def take_bytes(self, count: int) -> None:
+        self.bytes_left -= count
+        if self.bytes_left < 0:
+            raise FetchFailed(
+                f"FHIR reads of this request over {self.max_bytes} bytes (fhir_max_response_bytes)"
+            )
+
+    def take_resources(self, count: int) -> None:
+        self.resources_left -= count
+        if self.resources_left < 0:
+            raise FetchFailed(
+                f"FHIR reads of this request over {self.max_resources} resources "
+                "(fhir_max_resources)"
+            )
 
 
 class FhirReader:
-    """Reads queries relative to one FHIR base URL with one (optional) bearer token."""
+    """Reads queries relative to one FHIR base URL with one (optional) bearer token, within one
+    ``ReadBudget`` for all its reads (one reader per request)."""
 
     def __init__(
         self, client: httpx.AsyncClient, base_url: str, token: str | None, settings: Settings
@@ -65,19 +88,19 @@ class FhirReader:
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         self._settings = settings
+        self.budget = ReadBudget(settings.fhir_max_response_bytes, settings.fhir_max_resources)
 
     async def read(self, query: str) -> FetchResult:
         """Run a read or search, following ``next`` links up to ``fhir_max_pages`` pages."""
         result = FetchResult()
-        budget = self._settings.fhir_max_response_bytes
         url = urljoin(self._base, query)
         # A read (no "?") of a resource that does not exist means "no data", like a null prefetch.
         allow_absent = "?" not in query
         for _ in range(self._settings.fhir_max_pages):
-            page, size = await self._get(url, budget, allow_absent=allow_absent)
+            page = await self._get(url, allow_absent=allow_absent)
             if page is None:
                 return result
-            budget -= size
+            self.budget.take_resources(_resource_count(page))
             result.values.append(page)
             next_url = self._next_url(page)
             if next_url is None:
@@ -95,15 +118,15 @@ class FhirReader:
             raise FetchFailed("next link points outside fhirServer")
         return absolute
 
-    async def _get(self, url: str, budget: int, *, allow_absent: bool) -> tuple[Json | None, int]:
+    async def _get(self, url: str, *, allow_absent: bool) -> Json | None:
         timeout = self._settings.fhir_timeout_seconds
         async with self._client.stream("GET", url, headers=self._headers, timeout=timeout) as resp:
             if allow_absent and resp.status_code in (404, 410):
-                return None, 0
+                return None
             if resp.status_code != 200:
                 raise FetchFailed(f"FHIR server answered HTTP {resp.status_code}")
-            body = await _read_capped(resp, budget)
-        return _parse_resource(body), len(body)
+            body = await _read_capped(resp, self.budget)
+        return _parse_resource(body)
 
 
 def _within(url: str, base: str) -> bool:
@@ -114,18 +137,22 @@ def _within(url: str, base: str) -> bool:
     return same_origin and (target.path + "/").startswith(root.path)
 
 
-async def _read_capped(response: httpx.Response, budget: int) -> bytes:
+async def _read_capped(response: httpx.Response, budget: ReadBudget) -> bytes:
     declared = response.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > budget:
-        raise FetchFailed("FHIR response larger than fhir_max_response_bytes")
+    if declared is not None and declared.isdigit() and int(declared) > budget.bytes_left:
+        budget.take_bytes(int(declared))  # refused before a byte is read
     chunks: list[bytes] = []
-    size = 0
     async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > budget:
-            raise FetchFailed("FHIR response larger than fhir_max_response_bytes")
+        budget.take_bytes(len(chunk))  # concurrent reads of the other keys draw on it too
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _resource_count(page: Json) -> int:
+    if page.get("resourceType") == "Bundle":
+        entries = page.get("entry")
+        return len(entries) if isinstance(entries, list) else 0
+    return 1
 
 
 def _parse_resource(body: bytes) -> Json:

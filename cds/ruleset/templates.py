@@ -17,6 +17,9 @@ from cds.ruleset.policy import Policy
 
 SUMMARY_LIMIT = 139
 NOT_RECORDED = "not recorded"
+# No clinical value reaches a million (mg, kg, mmHg, days): beyond it a number is an entry
+# error, shown short ("1e+16") so the card stays readable and under the summary limit.
+_IMPLAUSIBLY_LARGE = 1e6
 
 
 class TemplateError(ValueError):
@@ -29,6 +32,8 @@ class TemplateError(ValueError):
 def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, int | float) and abs(value) >= _IMPLAUSIBLY_LARGE:
+        return f"{value:.3g}"
     if isinstance(value, float):
         if value.is_integer():
             return str(int(value))

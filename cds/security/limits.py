@@ -118,15 +118,17 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 class RequestTimeoutMiddleware:
-    """Answers 503 when a request takes longer than ``seconds``.
+    """Answers 503 (with Retry-After) when a request takes longer than ``seconds``.
 
-    Cancellation reaches ``await`` points only: a synchronous endpoint running in the thread pool
-    finishes its work before the 503 goes out, so CPU-bound steps need their own budget.
+    Cancellation reaches ``await`` points only, which is why the CPU-bound steps of a call run
+    in ``cds.api.work``'s pool: the route awaits them, so the 503 goes out on time while a step
+    still running in its thread finishes unobserved.
     """
 
-    def __init__(self, app: ASGIApp, *, seconds: float) -> None:
+    def __init__(self, app: ASGIApp, *, seconds: float, retry_after_seconds: int = 2) -> None:
         self.app = app
         self.seconds = seconds
+        self.retry_after = str(retry_after_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -157,4 +159,7 @@ class RequestTimeoutMiddleware:
             if response_started:
                 raise  # half a response is out: the server can only drop the connection
             detail = f"Request took longer than {self.seconds:g} s"
-            await problem_response(TIMEOUT_CODE, detail, 503)(scope, receive, send)
+            response = problem_response(
+                TIMEOUT_CODE, detail, 503, headers={"Retry-After": self.retry_after}
+            )
+            await response(scope, receive, send)

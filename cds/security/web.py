@@ -2,6 +2,8 @@
 
 Order, outermost first (Starlette runs the middleware added last first):
 
+0. Security headers (``cds.security.headers``): no-store, nosniff and friends on every answer,
+   the ones made by the layers below included.
 1. CORS: answers browser preflights, which carry no Authorization header by design, and puts
    the CORS headers on every answer below it, 401/413/503 included, so a browser EHR client
    (the CDS Hooks sandbox) can read our errors instead of seeing an opaque network failure.
@@ -9,59 +11,90 @@ Order, outermost first (Starlette runs the middleware added last first):
 3. JWT authentication: needs only the headers, so it runs before a single body byte is read.
    An unauthenticated caller can neither make us buffer 10 MB nor, with ``Expect:
    100-continue``, even get the server to ask for the body.
-4. Body limits (size, then JSON depth): buffer the body for callers we know.
+4. Content-Type: a POST body must be declared application/json (415 otherwise, body unread).
+5. Body limits (size, then JSON depth): buffer the body for callers we know.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from cds.config import Settings
 from cds.security.auth import JwtAuthMiddleware
+from cds.security.headers import JsonContentTypeMiddleware, SecurityHeadersMiddleware
 from cds.security.limits import BodyLimitMiddleware, RequestTimeoutMiddleware
+from cds.security.refusals import RefusalLog
 from cds.security.tokens import TokenVerifier
 
 logger = logging.getLogger(__name__)
 
 
-def install(app: FastAPI, settings: Settings) -> None:
-    """Add the security middleware stack to ``app`` (call before the app starts)."""
+def install(
+    app: FastAPI, settings: Settings, *, on_refusal: Callable[[str], None] | None = None
+) -> None:
+    """Add the security middleware stack to ``app`` (call before the app starts).
+    ``on_refusal`` is told the reason code of every refused token (metrics)."""
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         max_json_depth=settings.max_json_depth,
     )
-    _install_auth(app, settings)
-    app.add_middleware(RequestTimeoutMiddleware, seconds=settings.request_timeout_seconds)
+    app.add_middleware(JsonContentTypeMiddleware)
+    _install_auth(app, settings, on_refusal)
+    app.add_middleware(
+        RequestTimeoutMiddleware,
+        seconds=settings.request_timeout_seconds,
+        retry_after_seconds=settings.retry_after_seconds,
+    )
     _install_cors(app, settings)
+    app.add_middleware(SecurityHeadersMiddleware)
 
 
-def _install_auth(app: FastAPI, settings: Settings) -> None:
+def _install_auth(
+    app: FastAPI, settings: Settings, on_refusal: Callable[[str], None] | None
+) -> None:
     if not settings.auth_enabled:
         logger.warning(
             "AUTHENTICATION DISABLED: no trusted issuers configured, every /cds-services call is "
             "accepted without a JWT. Set KAP_CDS_TRUSTED_ISSUERS before handling patient data."
         )
         return
-    if settings.public_base_url is None:
-        # Then aud is checked against the Host header, which the caller chooses.
-        logger.warning(
-            "KAP_CDS_PUBLIC_BASE_URL is not set: JWT aud is matched against the "
-            "request's Host header; set it in production"
-        )
+    audience_bases = require_audience(settings)
     verifier = TokenVerifier.from_settings(settings)
     # Kept on the app for operators and tests (key sources, replay cache size).
     app.state.token_verifier = verifier
     app.add_middleware(
         JwtAuthMiddleware,
         verifier=verifier,
-        public_base_url=settings.public_base_url,
+        audience_bases=tuple(audience_bases),
         extra_open_paths=frozenset({"/governance"}) if settings.governance_open else frozenset(),
+        refusals=RefusalLog(on_refusal=on_refusal),
     )
     logger.info("JWT authentication on: %d trusted issuer(s)", len(settings.trusted_issuers))
+
+
+class AudienceNotConfigured(RuntimeError):
+    """JWT mode without a configured audience: the service must not start."""
+
+
+def require_audience(settings: Settings) -> list[str]:
+    """The configured audience bases; refuses JWT mode without any.
+
+    The URL a request arrived at is the caller's choice (Host header): checking ``aud`` against
+    it would accept a token minted for any other service.
+    """
+    bases = settings.audience_bases
+    if settings.auth_enabled and not bases:
+        raise AudienceNotConfigured(
+            "JWT authentication is on (KAP_CDS_TRUSTED_ISSUERS) but KAP_CDS_PUBLIC_BASE_URL is "
+            "not set: set it to the URL EHRs call this service at (or list them in "
+            "KAP_CDS_ACCEPTED_AUDIENCES); tokens' aud is checked against it"
+        )
+    return bases
 
 
 def _install_cors(app: FastAPI, settings: Settings) -> None:

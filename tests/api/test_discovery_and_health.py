@@ -62,7 +62,11 @@ def test_metrics_count_calls_per_service_without_patient_data(
     client: TestClient, order_sign_request: dict[str, Any]
 ) -> None:
     client.post("/cds-services/kap-order-sign", json=order_sign_request)
-    client.post("/cds-services/kap-order-sign", content=b"{")
+    client.post(
+        "/cds-services/kap-order-sign",
+        content=b"{",
+        headers={"Content-Type": "application/json"},
+    )
 
     text = client.get("/metrics").text
 

@@ -140,3 +140,34 @@ def test_fifty_concurrent_evaluations_never_mix() -> None:
     for i in range(50):
         expected = (["CI-008#warn"] if i % 3 == 0 else []) + (["CI-010#warn"] if i % 2 else [])
         assert results[i] == sorted(expected)
+
+
+# Quirk 9: numbers of any magnitude reach the engine and compare as Python compares them.
+MAGNITUDES = [1e16, 1e20, 1e308, -1e308, 5e-324, 1e-7, -0.0, 0.0, 1.5e16, 141.0, 139.5]
+HUGE_INTS = [10**30, -(10**30), 2**64, 2**63, -(2**63) - 1, 99_999_999_999_999]
+
+
+def test_exponent_floats_and_huge_ints_are_compared_not_crashed() -> None:
+    engine = make_engine()
+    for value in [*MAGNITUDES, *HUGE_INTS]:
+        bp = {"t": "bp", "sbp": value, "dbp": 80, "ref": "Observation/x"}
+        fired = keys(engine.run("hook", [PLAN, bp]))
+        assert fired == (["CI-010#warn"] if value > 140 else []), value
+
+
+def test_non_finite_values_count_as_absent() -> None:
+    engine = make_engine()
+    for value in (float("inf"), float("-inf"), float("nan")):
+        bp = {"t": "bp", "sbp": value, "dbp": 80, "ref": "Observation/x"}
+        assert keys(engine.run("hook", [PLAN, bp])) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.floats(allow_nan=False, allow_infinity=False) | st.integers())
+def test_any_finite_number_compares_like_python(value: float) -> None:
+    bp = {"t": "bp", "sbp": value, "dbp": 80, "ref": "Observation/x"}
+    fired = keys(ENGINE.run("hook", [PLAN, bp]))
+    assert fired == (["CI-010#warn"] if value > 140 else [])
+
+
+ENGINE = make_engine()

@@ -262,3 +262,53 @@ def test_token_never_appears_in_logs(settings: Settings, caplog: pytest.LogCaptu
     assert "prefetch key conditions could not be read" in caplog.text
     assert TOKEN not in caplog.text
     assert "p1" not in caplog.text  # no patient id (it is in the URL) either
+
+
+# One read budget per request, across every key (issue 14 item 5): each key alone fits the
+# limit, all of them together do not.
+FOUR_KEYS = ServiceDescriptor(
+    "t",
+    "patient-view",
+    "t",
+    "t",
+    (
+        PrefetchKey("patient", "Patient/{{context.patientId}}", "who", required=True),
+        PrefetchKey("conditions", "Condition?patient={{context.patientId}}", "diagnoses"),
+        PrefetchKey("allergies", "AllergyIntolerance?patient={{context.patientId}}", "allergies"),
+        PrefetchKey("procedures", "Procedure?patient={{context.patientId}}", "procedures"),
+    ),
+)
+
+
+def _thirty_of_a_kind(req: httpx.Request) -> httpx.Response:
+    kind = req.url.path.rsplit("/", 1)[-1]
+    return httpx.Response(
+        200, json=searchset(*({"resourceType": kind, "id": f"r{i}"} for i in range(30)))
+    )
+
+
+def _fetched(data: PatientData) -> list[str]:
+    return [k for k, v in data.outcomes.items() if v is KeyOutcome.fetched]
+
+
+def test_bytes_are_budgeted_per_request_across_keys(settings: Settings) -> None:
+    one_key = len(_thirty_of_a_kind(httpx.Request("GET", f"{SERVER}/AllergyIntolerance")).content)
+    settings.fhir_max_response_bytes = int(one_key * 2.5)
+    data, seen = run(request({"patient": PATIENT}), _thirty_of_a_kind, settings, FOUR_KEYS)
+    assert len(seen) == 3
+    assert len(_fetched(data)) == 2  # the third key ran out of the request's budget
+    failed = [k for k, v in data.outcomes.items() if v is KeyOutcome.failed]
+    assert len(failed) == 1
+
+
+def test_resources_are_budgeted_per_request_across_keys(settings: Settings) -> None:
+    settings.fhir_max_resources = 75  # 30 per key: two keys fit, the third does not
+    data, _ = run(request({"patient": PATIENT}), _thirty_of_a_kind, settings, FOUR_KEYS)
+    assert len(_fetched(data)) == 2
+    assert sum(len(data.of_type(t)) for t in ("Condition", "AllergyIntolerance", "Procedure")) == 60
+
+
+def test_within_the_budget_every_key_is_read(settings: Settings) -> None:
+    settings.fhir_max_resources = 90
+    data, _ = run(request({"patient": PATIENT}), _thirty_of_a_kind, settings, FOUR_KEYS)
+    assert len(_fetched(data)) == 3

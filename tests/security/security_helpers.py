@@ -101,6 +101,10 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def make_settings(**values: Any) -> Settings:
+    """Settings for the security tests: the test client's base URL is the token audience, and
+    the loopback JWKS server speaks plain http."""
+    values.setdefault("public_base_url", BASE)
+    values.setdefault("allow_insecure_jwks_url", True)
     return Settings(**values)
 
 

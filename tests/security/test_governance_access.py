@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.testclient import TestClient
-from security_helpers import BASE, ISS, SigningKey
+from security_helpers import BASE, ISS, SigningKey, make_settings
 
-from cds.config import Settings, TrustedIssuer
+from cds.config import TrustedIssuer
 from cds.security.web import install
 
 
 def governance_app(es384: SigningKey, governance_open: bool) -> FastAPI:
-    settings = Settings(
+    settings = make_settings(
         trusted_issuers=[TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]})],
         governance_open=governance_open,
     )

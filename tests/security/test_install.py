@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from cds.config import TrustedIssuer
 from cds.security.auth import JwtAuthMiddleware
+from cds.security.headers import JsonContentTypeMiddleware, SecurityHeadersMiddleware
 from cds.security.limits import BodyLimitMiddleware, RequestTimeoutMiddleware
 from cds.security.web import install
 
@@ -26,9 +27,11 @@ def test_middleware_order_outermost_first(es384: SigningKey) -> None:
     )
     # Starlette lists user middleware outermost first.
     assert [m.cls for m in app.user_middleware] == [
+        SecurityHeadersMiddleware,
         CORSMiddleware,
         RequestTimeoutMiddleware,
         JwtAuthMiddleware,
+        JsonContentTypeMiddleware,
         BodyLimitMiddleware,
     ]
 

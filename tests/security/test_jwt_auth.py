@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from httpx import Response
+from pydantic import ValidationError
 from security_helpers import (
     BASE,
     DISCOVERY,
@@ -31,7 +32,8 @@ from security_helpers import (
     new_es384,
 )
 
-from cds.config import TrustedIssuer
+from cds.config import Settings, TrustedIssuer
+from cds.security.web import AudienceNotConfigured
 
 
 def assert_refused(response: Response) -> None:
@@ -260,7 +262,8 @@ def test_open_paths_need_no_token(client: TestClient) -> None:
 
 
 def test_every_other_path_is_protected(client: TestClient) -> None:
-    for path in ("/cds-services/", "//cds-services", "/cds-services/x/feedback", "/unknown"):
+    # "//cds-services" as a bare reference would be host "cds-services", path "/": spell the URL.
+    for path in ("/cds-services/", f"{BASE}//cds-services", "/cds-services/x/feedback", "/unknown"):
         assert_refused(client.get(path))
 
 
@@ -278,12 +281,62 @@ def test_public_base_url_behind_a_proxy(es384: SigningKey) -> None:
         assert_refused(post_service(client, m.token(SERVICE)))
 
 
-def test_audience_from_host_header_drops_the_default_port(
+def test_a_forged_host_header_does_not_move_the_audience(
     client: TestClient, minter: Minter
 ) -> None:
-    token = minter.token("http://cds.example.org/cds-services")
-    response = client.get("/cds-services", headers={**bearer(token), "Host": "cds.example.org:80"})
-    assert response.status_code == 200
+    """A token minted for another service, sent with that service's Host, is refused."""
+    other = "https://other-service.example.org"
+    token = minter.token(f"{other}/cds-services")
+    response = client.get(
+        "/cds-services", headers={**bearer(token), "Host": "other-service.example.org"}
+    )
+    assert_refused(response)
+    own = client.get(
+        "/cds-services", headers={**bearer(minter.token(DISCOVERY)), "Host": "x.example.org"}
+    )
+    assert own.status_code == 200  # the configured URL decides, whatever Host says
+
+
+def test_jwt_mode_refuses_to_start_without_an_audience(es384: SigningKey) -> None:
+    settings = Settings(trusted_issuers=[TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]})])
+    with pytest.raises(AudienceNotConfigured, match="KAP_CDS_PUBLIC_BASE_URL"):
+        build_app(settings)
+
+
+def test_accepted_audiences_list_the_other_urls_of_the_service(es384: SigningKey) -> None:
+    settings = Settings(
+        trusted_issuers=[TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]})],
+        accepted_audiences=["https://cds-a.example.org", "https://cds-b.example.org/kap/"],
+    )
+    m = Minter(es384)
+    with TestClient(build_app(settings), base_url=BASE) as client:
+        for base in ("https://cds-a.example.org", "https://cds-b.example.org/kap"):
+            assert (
+                post_service(client, m.token(f"{base}/cds-services/kap-order-sign")).status_code
+                == 200
+            )
+        assert_refused(
+            post_service(client, m.token("https://cds-c.example.org/cds-services/kap-order-sign"))
+        )
+        # aud names the endpoint called, not just the base
+        assert_refused(post_service(client, m.token("https://cds-a.example.org")))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("public_base_url", "cds.example.org"), ("accepted_audiences", ["https://x.org/?a=1"])],
+)
+def test_audience_settings_must_be_absolute_urls(name: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=name):
+        Settings(**{name: value})
+
+
+def test_jwks_url_over_plain_http_is_refused_at_configuration() -> None:
+    issuer = TrustedIssuer(iss=ISS, jwks_url="http://ehr.example.org/jwks.json")
+    with pytest.raises(ValidationError, match="jwks_url must be https"):
+        Settings(trusted_issuers=[issuer], public_base_url=BASE)
+    allowed = Settings(trusted_issuers=[issuer], public_base_url=BASE, allow_insecure_jwks_url=True)
+    assert allowed.trusted_issuers[0].jwks_url == "http://ehr.example.org/jwks.json"
 
 
 def test_unauthenticated_huge_body_gets_401_without_being_read(client: TestClient) -> None:

@@ -7,9 +7,18 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from security_helpers import BASE, DISCOVERY, FEEDBACK, ISS, Minter, SigningKey, bearer
+from security_helpers import (
+    BASE,
+    DISCOVERY,
+    FEEDBACK,
+    ISS,
+    Minter,
+    SigningKey,
+    bearer,
+    make_settings,
+)
 
-from cds.config import Settings, TrustedIssuer
+from cds.config import TrustedIssuer
 
 app_module = pytest.importorskip("cds.app")
 
@@ -42,7 +51,7 @@ def audit() -> FakeAudit:
 
 @pytest.fixture
 def real_client(es384: SigningKey, audit: FakeAudit) -> Iterator[TestClient]:
-    settings = Settings(
+    settings = make_settings(
         trusted_issuers=[TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]})], max_json_depth=16
     )
     app = app_module.create_app(settings, evaluator=FakeEvaluator(), audit=audit)
@@ -89,3 +98,15 @@ def test_real_app_depth_limit(real_client: TestClient, es384: SigningKey) -> Non
     )
     assert response.status_code == 400
     assert response.json()["issue"][0]["details"]["text"] == "JSON nesting deeper than 16"
+
+
+def test_refusals_are_counted_by_reason_in_metrics(
+    real_client: TestClient, es384: SigningKey
+) -> None:
+    m = Minter(es384)
+    wrong_aud = m.token("https://elsewhere.example.org/cds-services")
+    assert real_client.get("/cds-services", headers=bearer(wrong_aud)).status_code == 401
+    assert real_client.get("/cds-services").status_code == 401
+    text = real_client.get("/metrics").text
+    assert 'kap_cds_auth_refusals_total{reason="wrong_audience"} 1.0' in text
+    assert 'kap_cds_auth_refusals_total{reason="no_token"} 1.0' in text

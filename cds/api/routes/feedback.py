@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
 
-from cds.api.deps import AuditDep
-from cds.hooks.models import FeedbackRequest, json_object, validate_as
+from cds.api.deps import AuditDep, MetricsDep, RuntimeDep, SettingsDep
+from cds.hooks.models import FeedbackRequest, InvalidField, json_object, validate_as
 from cds.hooks.registry import service
 
 router = APIRouter(tags=["feedback"])
@@ -28,10 +29,33 @@ router = APIRouter(tags=["feedback"])
         }
     },
 )
-async def record_feedback(service_id: str, request: Request, audit: AuditDep) -> dict[str, Any]:
+async def record_feedback(
+    service_id: str,
+    request: Request,
+    audit: AuditDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:
     """Record card outcomes (accepted or overridden). The same card may get feedback again."""
     descriptor = service(service_id)
-    feedback = validate_as(FeedbackRequest, json_object(await request.body()))
+    raw = json_object(await request.body())
+    _check_item_count(raw.get("feedback"), settings.max_feedback_items)
+    feedback = validate_as(FeedbackRequest, raw)
     items = [item.model_dump(mode="json", exclude_none=True) for item in feedback.feedback]
     audit.record_feedback(service_id=descriptor.id, items=items)
+    rules = await asyncio.to_thread(
+        runtime.card_rules.rules_for,
+        (i.card for i in feedback.feedback),
+        getattr(audit, "engine", None),
+    )
+    for item in feedback.feedback:
+        for rule_id in rules[item.card]:
+            metrics.card_event(rule_id, item.outcome)
     return {}
+
+
+def _check_item_count(items: Any, limit: int) -> None:
+    # Checked before validation: 38,000 items would otherwise be validated and stored.
+    if isinstance(items, list) and len(items) > limit:
+        raise InvalidField(f"feedback: at most {limit} items per call", ["feedback"])

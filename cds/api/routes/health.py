@@ -10,6 +10,7 @@ from cds.api.deps import AuditDep, EvaluatorDep, MetricsDep, SettingsDep
 from cds.api.errors import ServiceUnavailable
 from cds.api.metrics import CONTENT_TYPE
 from cds.config import Settings
+from cds.errors import ServiceNotFound
 
 router = APIRouter(tags=["health"])
 
@@ -60,6 +61,8 @@ async def readyz(evaluator: EvaluatorDep, audit: AuditDep, settings: SettingsDep
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(metrics: MetricsDep) -> Response:
-    """Prometheus text format: calls and latency per service id."""
+async def metrics(metrics: MetricsDep, settings: SettingsDep) -> Response:
+    """Prometheus text format: calls and latency per service id, refusals, cards per rule."""
+    if not settings.expose_metrics:
+        raise ServiceNotFound("Not Found")  # KAP_CDS_EXPOSE_METRICS=false
     return Response(content=metrics.render(), media_type=CONTENT_TYPE)

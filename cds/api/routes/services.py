@@ -15,24 +15,29 @@ from cds.api.deps import (
     HttpClientDep,
     MetricsDep,
     RulesetEvaluator,
+    RuntimeDep,
     SettingsDep,
+    WorkDep,
 )
+from cds.api.metrics import Metrics
+from cds.api.work import Slot
 from cds.audit.archive import ArchivedInputs
 from cds.facts.triage import Triage
 from cds.fhir.gather import gather
 from cds.hooks.cards import CardsResponse
 from cds.hooks.models import ParsedCall, parse_call
-from cds.hooks.registry import service
-from cds.pipeline_types import Evaluation
-from cds.security.fhir_server import check_fhir_server_url
+from cds.hooks.registry import ServiceDescriptor, service
+from cds.pipeline_types import Evaluation, PatientData
 
 router = APIRouter(tags=["services"])
 
 NO_CARDS = b'{"cards":[]}'
+INLINE_PARSE_BYTES = 64 * 1024
 ERRORS_DOC: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed or invalid request (OperationOutcome names the field)"},
     404: {"description": "Unknown service id"},
     412: {"description": "Required prefetch data unavailable (OperationOutcome names the key)"},
+    503: {"description": "Busy or past the request deadline; retry after Retry-After seconds"},
 }
 
 
@@ -67,28 +72,38 @@ async def call_service(
     clock: ClockDep,
     metrics: MetricsDep,
     http_client: HttpClientDep,
+    work: WorkDep,
+    runtime: RuntimeDep,
 ) -> Response:
     """Evaluate the KAP rules for one hook call."""
     started, now = perf_counter(), clock()
     descriptor = service(service_id)
-    with metrics.track(descriptor.id) as observation:
-        call = parse_call(await request.body(), descriptor.hook)
+    with metrics.track(descriptor.id) as observation, work.admit() as slot:
+        call = await _parse(slot, await request.body(), descriptor.hook)
         if is_not_kap(evaluator, descriptor.hook, call.context):
             observation.outcome = "not_kap"
             return json_response(NO_CARDS)
-        if call.request.fhirServer:
-            # Production data and its access token only travel over https (CDS Hooks 2.0).
-            check_fhir_server_url(call.request.fhirServer, settings)
         data = await gather(
-            call.request, settings, service=descriptor, context=call.context, client=http_client
+            call.request,
+            settings,
+            service=descriptor,
+            context=call.context,
+            client=http_client,
+            offload=slot.run,
         )
-        # Run on the event loop, not in a thread: an evaluation takes well under a millisecond
-        # and the rules engine keeps process-wide state.
-        evaluation = evaluator.evaluate(
-            service_id=descriptor.id, context=call.context, data=data, now=now
+        _count_fallbacks(metrics, descriptor, call, data)
+        evaluation = await slot.run(
+            evaluator.evaluate,
+            service_id=descriptor.id,
+            context=call.context,
+            data=data,
+            now=now,
         )
+        body = await slot.run(_cards_body, evaluation)
         latency_ms = (perf_counter() - started) * 1000
-        audit.record_evaluation(
+        # In the pool too: sealing the archived inputs and writing the spool are blocking work.
+        await slot.run(
+            audit.record_evaluation,
             service_id=descriptor.id,
             hook=descriptor.hook,
             hook_instance=call.request.hookInstance,
@@ -105,7 +120,29 @@ async def call_service(
                 now,
             ),
         )
-        return json_response(_cards_body(evaluation))
+        runtime.card_rules.remember(evaluation)
+        for fired in evaluation.fired:
+            metrics.card_event(fired.rule_id, "fired")
+        return json_response(body)
+
+
+async def _parse(slot: Slot, body: bytes, hook: str) -> ParsedCall:
+    # Most calls are small orders that are not KAP: parsing them here costs less than the hop
+    # to a thread. A large body is parsed in the pool, off the event loop.
+    if len(body) <= INLINE_PARSE_BYTES:
+        return parse_call(body, hook)
+    return await slot.run(parse_call, body, hook)
+
+
+def _count_fallbacks(
+    metrics: Metrics, descriptor: ServiceDescriptor, call: ParsedCall, data: PatientData
+) -> None:
+    if not call.request.fhirServer:
+        return
+    sent = call.request.prefetch or {}
+    for key in descriptor.prefetch:
+        if key.name not in sent:
+            metrics.fhir_fallback(key.name, data.outcomes[key.name].value)
 
 
 def _cards_body(evaluation: Evaluation) -> bytes:
