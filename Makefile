@@ -3,12 +3,18 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Kubernetes objects (the Kustomization itself has no Kubernetes schema).
+MANIFESTS := $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
 
-.PHONY: install run test lint format bench fuzz catalog clean
+.PHONY: install run test lint format bench fuzz catalog lock clean
 
-$(STAMP): pyproject.toml
+# The locked versions first (exact, with hashes: requirements-dev.lock, `make lock`), then the
+# package itself; the second step also installs a dependency added to pyproject.toml since the
+# last `make lock`, and lint says when the lock is stale.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -21,10 +27,13 @@ test: install  ## the whole suite (rules fixtures, HTTP round trips, engine prop
 	$(VENV)/bin/kap-cds rules lint
 	$(PY) -m pytest
 
-lint: install  ## ruff + mypy
+lint: install  ## ruff + mypy, the Dockerfile (hadolint), the manifests (Kubernetes schemas)
 	$(VENV)/bin/ruff check cds tests bench
 	$(VENV)/bin/ruff format --check cds tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/kubernetes-validate --strict --quiet $(MANIFESTS)
+	$(PY) scripts/check-lock
 
 format: install
 	$(VENV)/bin/ruff format cds tests bench
@@ -32,6 +41,9 @@ format: install
 
 catalog: install  ## regenerate rules/CATALOG.json after editing a rule
 	$(VENV)/bin/kap-cds rules catalog
+
+lock: install  ## regenerate requirements.lock and requirements-dev.lock after changing dependencies
+	scripts/lock
 
 bench: install  ## latency/throughput benchmark; writes bench/results/
 	$(PY) bench/run.py

@@ -57,6 +57,7 @@ def server_env(state_dir: Path) -> dict[str, str]:
     env |= {
         "KAP_CDS_DATABASE_URL": f"sqlite:///{state_dir / 'audit.sqlite3'}",
         "KAP_CDS_SPOOL_DIR": str(state_dir / "spool"),
+        "KAP_CDS_STATE_DIR": str(state_dir),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
     }
     return env

@@ -10,8 +10,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from cds import __version__
+from cds.api.audit_metrics import AuditCollector
 from cds.api.deps import RulesetEvaluator, Runtime
 from cds.api.errors import install_error_handlers
 from cds.api.metrics import Metrics
@@ -25,6 +27,8 @@ from cds.security import web as security_web
 
 logger = logging.getLogger(__name__)
 
+DOCS_ASSETS = "/docs/assets"  # JavaScript and CSS of /docs and /redoc (open, like /docs)
+
 DESCRIPTION = (
     "CDS Hooks 2.0 service for ketamine-assisted psychotherapy (KAP) and esketamine: "
     "contraindications, driving, fasting, intervals, dose and quality checks as cards."
@@ -33,6 +37,28 @@ DESCRIPTION = (
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _new_app(expose_docs: bool) -> FastAPI:
+    """Swagger UI and ReDoc from packaged assets (hospital networks often cannot reach a CDN);
+    with KAP_CDS_EXPOSE_DOCS=false, no /docs, /redoc or /openapi.json at all (404)."""
+    if expose_docs:
+        return FastAPIOffline(
+            title="kap-cds",
+            version=__version__,
+            description=DESCRIPTION,
+            lifespan=_lifespan,
+            static_url=DOCS_ASSETS,
+        )
+    return FastAPI(
+        title="kap-cds",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
 
 
 def create_app(
@@ -46,16 +72,7 @@ def create_app(
     settings = settings or Settings()
     if not settings.facility_timezone:
         logger.warning(health.ZONE_WARNING)  # every process says it, however it was started
-    docs = settings.expose_docs  # KAP_CDS_EXPOSE_DOCS=false: /docs, /redoc, /openapi.json 404
-    app = FastAPI(
-        title="kap-cds",
-        version=__version__,
-        description=DESCRIPTION,
-        lifespan=_lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
-        openapi_url="/openapi.json" if docs else None,
-    )
+    app = _new_app(settings.expose_docs)
     app.state.runtime = Runtime(
         settings=settings,
         clock=clock or utc_now,
@@ -69,6 +86,8 @@ def create_app(
         audit=audit,
     )
     app.state.runtime.metrics.watch_calls_in_progress(lambda: app.state.runtime.work.in_flight)
+    runtime = app.state.runtime
+    runtime.metrics.registry.register(AuditCollector(lambda: runtime.audit))
     for router in (
         discovery.router,
         services.router,
@@ -79,7 +98,7 @@ def create_app(
     ):
         app.include_router(router)
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(app, settings)
     security_web.install(app, settings, on_refusal=app.state.runtime.metrics.auth_refused)
     return app
 
@@ -91,6 +110,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     quiet_httpx_logging()  # the open-mode warning comes from cds.security.web.install
     async with AsyncExitStack() as stack:
         stack.callback(runtime.work.close)
+        security_engine = getattr(app.state, "security_engine", None)
+        if security_engine is not None:  # the replay guard's and rate limit's connections
+            stack.callback(security_engine.dispose)
         if runtime.evaluator is None:
             runtime.evaluator = _build_evaluator(settings)
         if runtime.audit is None:

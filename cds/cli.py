@@ -7,6 +7,9 @@ kap-cds rules lint | test | catalog | facts | report --format html|md -o FILE | 
 kap-cds audit export [--since ISO_TIME] [--format jsonl|csv] | audit summary
 kap-cds replay --rules DIR [--since ISO_TIME] [--source auto|archive|fixtures]
 kap-cds archive purge [--older-than DAYS] | archive keygen
+
+Every error is one line on stderr naming the file, setting or id, with exit code 2 (1 when the
+command ran and found problems: failing fixtures, a stale catalog, an unreachable store).
 """
 
 from __future__ import annotations
@@ -19,43 +22,85 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cds.config import EXAMPLES_DIR, REPO_ROOT, Settings
-from cds.errors import CdsError, RuleLoadError
+from cds import __version__
+from cds.config import REPO_ROOT, Settings
+from cds.console import progress
+from cds.console.errors import EXIT_FAILED, CliError, run_guarded
+from cds.console.helptext import HelpFormatter, setting_help, settings_epilog
+from cds.console.inputs import parse_time, read_json, read_resource
+from cds.examples import REPO_EXAMPLES, examples_dir
+from cds.startup import load_settings
+
+EXAMPLES_DIR = REPO_EXAMPLES
+RULE_SETTINGS = ["rules_dir", "policy_file", "facility_timezone", "state_dir"]
+# What each hook needs beside the patient's data, and the option that gives it.
+HOOK_CONTEXT = {
+    "order-select": ("--order", "order", "the draft MedicationRequest"),
+    "order-sign": ("--order", "order", "the draft MedicationRequest"),
+    "appointment-book": ("--appointment", "appointment", "the Appointment being booked"),
+    "encounter-start": ("--encounter", "encounter", "the id of the Encounter in the bundle"),
+    "encounter-discharge": ("--encounter", "encounter", "the id of the Encounter in the bundle"),
+}
 
 
 def _settings() -> Settings:
-    """Settings from the environment; a wrong value is one line naming it, not a traceback."""
-    from pydantic import ValidationError
+    return load_settings()
 
+
+def _write(text: str, output: str) -> None:
+    """``-o -`` (and no ``-o``) is stdout."""
+    if output == "-":
+        sys.stdout.write(text)
+        return
     try:
-        return Settings()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"KAP_CDS_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise SystemExit(f"invalid settings: {problems}") from None
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"-o {output}: cannot write ({exc.strerror})") from None
 
 
 # ---- serve / evaluate -------------------------------------------------------------------
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from cds.api.preflight import preflight
     from cds.api.server import run_server
 
-    run_server(_settings(), args.host, args.port, args.workers)
+    settings = _settings()
+    with progress.status("checking the rule set and the audit store"):
+        preflight(settings)
+    run_server(settings, args.host, args.port, args.workers)
     return 0
 
 
-def _request_from_bundle(args: argparse.Namespace) -> dict[str, Any]:
+def _service(service_id: str) -> Any:
+    from cds.hooks.registry import SERVICES, SERVICES_BY_ID
+
+    if service_id not in SERVICES_BY_ID:
+        known = ", ".join(s.id for s in SERVICES)
+        raise CliError(f"--service {service_id!r}: unknown service (one of {known})")
+    return SERVICES_BY_ID[service_id]
+
+
+def _request_from_bundle(args: argparse.Namespace, hook: str, examples: Path) -> dict[str, Any]:
     from cds.ruleset.cases import CASE_TIME, Case, build_request
 
-    bundle = json.loads(Path(args.bundle).read_text(encoding="utf-8"))
+    needed = HOOK_CONTEXT.get(hook)
+    if needed and getattr(args, needed[1]) is None:
+        raise CliError(f"--service {args.service} ({hook}) needs {needed[0]}: {needed[2]}")
+    bundle = read_resource(args.bundle, "--bundle", "Bundle")
     resources = [e["resource"] for e in bundle.get("entry", []) if "resource" in e]
-    order = json.loads(Path(args.order).read_text(encoding="utf-8")) if args.order else None
+    order = read_resource(args.order, "--order", "MedicationRequest") if args.order else None
     appointment = (
-        json.loads(Path(args.appointment).read_text(encoding="utf-8")) if args.appointment else None
+        read_resource(args.appointment, "--appointment", "Appointment")
+        if args.appointment
+        else None
     )
+    if args.encounter and not any(
+        r.get("resourceType") == "Encounter" and r.get("id") == args.encounter for r in resources
+    ):
+        raise CliError(
+            f"--encounter {args.encounter!r}: no Encounter with this id in {args.bundle}"
+        )
     case = Case(
         description="command line",
         service=args.service,
@@ -66,31 +111,52 @@ def _request_from_bundle(args: argparse.Namespace) -> dict[str, Any]:
         encounter_id=args.encounter,
         resources=resources,
     )
-    return build_request(case, EXAMPLES_DIR, hook_instance="cli")
+    return build_request(case, examples, hook_instance="cli")
+
+
+def _call(args: argparse.Namespace, settings: Settings) -> tuple[Any, Any]:
+    """The parsed CDS Hooks call and its service, from REQUEST.json or from --bundle."""
+    from cds.errors import RequestInvalid
+    from cds.hooks.models import parse_call
+    from cds.hooks.registry import SERVICES
+
+    if args.request and args.bundle:
+        raise CliError("give REQUEST.json or --bundle, not both")
+    if args.request:
+        raw = read_json(args.request, "REQUEST.json")
+        hook = raw.get("hook") if isinstance(raw, dict) else None
+        if args.service:
+            descriptor = _service(args.service)
+        else:
+            descriptor = next((s for s in SERVICES if s.hook == hook), None)
+            if descriptor is None:
+                hooks = ", ".join(s.hook for s in SERVICES)
+                raise CliError(f"{args.request}: hook {hook!r} is not served (one of {hooks})")
+        source = args.request
+    elif args.service and args.bundle:
+        descriptor = _service(args.service)
+        raw = _request_from_bundle(args, descriptor.hook, examples_dir(settings))
+        source = args.bundle
+    else:
+        raise CliError("give REQUEST.json, or --service ID and --bundle PATIENT_BUNDLE.json")
+    try:
+        return parse_call(raw, descriptor.hook), descriptor
+    except RequestInvalid as exc:
+        raise CliError(f"{source}: not a valid {descriptor.hook} request: {exc.detail}") from None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cds.evaluator import build_evaluator
     from cds.fhir.gather import gather_sync
     from cds.hooks.cards import CardsResponse
-    from cds.hooks.models import parse_call
-    from cds.hooks.registry import service, service_for_hook
 
     settings = _settings()
-    if args.request:
-        raw = json.loads(Path(args.request).read_text(encoding="utf-8"))
-        descriptor = (
-            service(args.service) if args.service else service_for_hook(raw.get("hook", ""))
-        )
-    elif args.service and args.bundle:
-        raw = _request_from_bundle(args)
-        descriptor = service(args.service)
-    else:
-        raise CdsError("give REQUEST.json, or --service and --bundle")
-    call = parse_call(raw, descriptor.hook)
-    evaluator = build_evaluator(settings)
+    at = parse_time(args.at, "--at")
+    call, descriptor = _call(args, settings)
+    with progress.status("loading the rule set"):
+        evaluator = build_evaluator(settings)
     data = gather_sync(call.request, settings, service=descriptor)
-    now = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    now = at or datetime.now(UTC)
     if args.facts:
         facts = evaluator.facts_for(descriptor.id, dict(call.context), data, now)
         print(json.dumps(facts, indent=2, ensure_ascii=False))
@@ -98,7 +164,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     evaluation = evaluator.evaluate(
         service_id=descriptor.id, context=dict(call.context), data=data, now=now
     )
-    print(json.dumps(CardsResponse(cards=evaluation.cards).to_json(), indent=2, ensure_ascii=False))
+    body = CardsResponse(cards=evaluation.cards).to_json()
+    if args.format == "json":
+        print(json.dumps(body, indent=2, ensure_ascii=False))
+    else:
+        from cds.console.cards import render_cards
+
+        sys.stdout.write(render_cards(body["cards"], kap=evaluation.kap, service_id=descriptor.id))
     return 0
 
 
@@ -108,7 +180,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _ruleset(settings: Settings) -> Any:
     from cds.ruleset.loader import load_ruleset
 
-    return load_ruleset(settings.rules_dir, settings.policy_file, settings.valueset_overlay)
+    with progress.status(f"loading the rule set from {settings.rules_dir}"):
+        return load_ruleset(settings.rules_dir, settings.policy_file, settings.valueset_overlay)
 
 
 def cmd_rules_lint(args: argparse.Namespace) -> int:
@@ -117,7 +190,8 @@ def cmd_rules_lint(args: argparse.Namespace) -> int:
 
     settings = _settings()
     ruleset = _ruleset(settings)
-    RuleEvaluator(ruleset, settings.facility_zone)  # compiles every rule into the engine
+    with progress.status("compiling every rule"):
+        RuleEvaluator(ruleset, settings.facility_zone)
     problems = version_problems(ruleset, read_catalog(ruleset.directory))
     site_changes = settings.policy_file or settings.valueset_overlay
     if not catalog_is_current(ruleset) and not site_changes:
@@ -131,7 +205,7 @@ def cmd_rules_lint(args: argparse.Namespace) -> int:
         f"{', draft/retired: ' + ', '.join(drafts) if drafts else ''}), "
         f"{len(ruleset.valuesets)} value sets, digest {ruleset.digest}"
     )
-    return 1 if problems else 0
+    return EXIT_FAILED if problems else 0
 
 
 def _print_local_only(ruleset: Any) -> None:
@@ -153,11 +227,11 @@ def _print_local_only(ruleset: Any) -> None:
 def cmd_rules_catalog(args: argparse.Namespace) -> int:
     from cds.ruleset.catalog import CATALOG_FILE, read_catalog, render_catalog, version_problems
 
-    ruleset = _ruleset(Settings(policy_file=None))
+    ruleset = _ruleset(load_settings(policy_file=None))
     problems = version_problems(ruleset, read_catalog(ruleset.directory))
     if problems:
         print("\n".join(problems), file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     (ruleset.directory / CATALOG_FILE).write_text(render_catalog(ruleset), encoding="utf-8")
     print(f"wrote {ruleset.directory / CATALOG_FILE} ({len(ruleset.rules)} rules)")
     return 0
@@ -168,18 +242,27 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     from cds.ruleset.cases import load_cases, run_case
 
     settings = _settings()
-    evaluator = RuleEvaluator(_ruleset(settings), settings.facility_zone)
-    cases = [c for c in load_cases(EXAMPLES_DIR) if not args.rule or c.rule_id in args.rule]
+    ruleset = _ruleset(settings)
+    unknown = [rule_id for rule_id in args.rule if rule_id not in ruleset.rules]
+    if unknown:
+        raise CliError(f"unknown rule id {', '.join(unknown)} (not in {ruleset.directory})")
+    examples = examples_dir(settings)
+    cases = [c for c in load_cases(examples) if not args.rule or c.rule_id in args.rule]
+    if not cases:
+        where = examples / "cases"
+        raise CliError(f"no fixtures for {', '.join(args.rule) or 'any rule'} in {where}")
+    with progress.status("compiling every rule"):
+        evaluator = RuleEvaluator(ruleset, settings.facility_zone)
     failed = 0
-    for loaded in cases:
-        outcome = run_case(loaded, evaluator, settings, EXAMPLES_DIR)
+    for loaded in progress.track(cases, len(cases), "running fixtures"):
+        outcome = run_case(loaded, evaluator, settings, examples)
         if not outcome.passed:
             failed += 1
             print(f"FAIL {loaded.rule_id} {loaded.name}: {'; '.join(outcome.problems)}")
         elif args.verbose:
             print(f"ok   {loaded.rule_id} {loaded.name}")
     print(f"{len(cases) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else 0
 
 
 def cmd_rules_facts(args: argparse.Namespace) -> int:
@@ -194,9 +277,15 @@ def cmd_rules_facts(args: argparse.Namespace) -> int:
 
 
 def cmd_rules_report(args: argparse.Namespace) -> int:
-    from cds.report.cli import report_command
+    from cds.report.cli import report_text
 
-    return report_command(_settings(), args.format, Path(args.output), args.since)
+    settings = _settings()
+    with progress.status("running every rule's fixtures for the report"):
+        text, summary = report_text(settings, args.format, args.since, examples_dir(settings))
+    _write(text, args.output)
+    if args.output != "-":
+        print(f"wrote {args.output} ({summary})")
+    return 0
 
 
 def cmd_rules_diff(args: argparse.Namespace) -> int:
@@ -211,13 +300,21 @@ def cmd_rules_diff(args: argparse.Namespace) -> int:
 def cmd_audit_export(args: argparse.Namespace) -> int:
     from cds.audit.cli import export_command
 
-    return export_command(_settings(), args.since, args.format, sys.stdout)
+    return export_command(_settings(), args.since, args.format, sys.stdout, issuer=args.issuer)
 
 
 def cmd_audit_summary(args: argparse.Namespace) -> int:
     from cds.audit.cli import summary_command
 
-    return summary_command(_settings(), args.since, args.until, args.format, sys.stdout)
+    return summary_command(
+        _settings(), args.since, args.until, args.format, sys.stdout, issuer=args.issuer
+    )
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from cds.audit.cli import upgrade_command
+
+    return upgrade_command(_settings(), sys.stdout)
 
 
 # ---- replay and the input archive ---------------------------------------------------------
@@ -260,73 +357,134 @@ def cmd_archive_keygen(_args: argparse.Namespace) -> int:
 # ---- parser -----------------------------------------------------------------------------
 
 
+class VersionAction(argparse.Action):
+    """``--version``: the package and the rule set it would load (digest, rule count)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show package and rule-set versions")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        def show() -> int:
+            settings = _settings()
+            ruleset = _ruleset(settings)
+            print(
+                f"kap-cds {__version__}\n"
+                f"rule set {ruleset.digest[:12]} ({len(ruleset.active_rules)} active rules, "
+                f"digest {ruleset.digest}) from {ruleset.directory}"
+            )
+            return 0
+
+        parser.exit(run_guarded(show))
+
+
+def _sub(commands: Any, name: str, help_text: str, fields: list[str]) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=settings_epilog(fields) if fields else None,
+        formatter_class=HelpFormatter,
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kap-cds", description=__doc__.split("\n")[0] if __doc__ else None
+        prog="kap-cds",
+        description=__doc__.split("\n")[0] if __doc__ else None,
+        epilog=settings_epilog(),
+        formatter_class=HelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action=VersionAction)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the CDS Hooks service")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve = _sub(commands, "serve", "run the CDS Hooks service", [])
+    serve.epilog = settings_epilog()
+    serve.add_argument("--host", help=setting_help("address to listen on", "host"))
+    serve.add_argument("--port", type=int, help=setting_help("TCP port", "port"))
+    serve.add_argument("--workers", type=int, help=setting_help("worker processes", "workers"))
     serve.set_defaults(func=cmd_serve)
 
-    evaluate = commands.add_parser("evaluate", help="evaluate one request offline")
+    evaluate = _sub(
+        commands,
+        "evaluate",
+        "evaluate one request offline and print the cards",
+        RULE_SETTINGS + ["fhir_timeout_seconds", "allow_insecure_fhir_server"],
+    )
     evaluate.add_argument("request", nargs="?", help="a full CDS Hooks request (JSON)")
     evaluate.add_argument("--service", help="service id, e.g. kap-order-sign")
     evaluate.add_argument("--bundle", help="the patient's data as a FHIR Bundle")
     evaluate.add_argument("--order", help="the draft MedicationRequest (order hooks)")
     evaluate.add_argument("--appointment", help="the Appointment being booked (appointment-book)")
-    evaluate.add_argument("--encounter", help="the Encounter id (encounter hooks)")
-    evaluate.add_argument("--at", help="evaluation time (ISO 8601); default now")
+    evaluate.add_argument("--encounter", help="the Encounter id in the bundle (encounter hooks)")
+    evaluate.add_argument("--at", help="evaluation time, ISO 8601 with offset (default: now)")
     evaluate.add_argument("--facts", action="store_true", help="print the facts, not the cards")
+    evaluate.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="text for people (default), json: the CDS Hooks response",
+    )
     evaluate.set_defaults(func=cmd_evaluate)
 
     _rules_parser(commands)
     _audit_parser(commands)
+    db = _sub(commands, "db", "the audit database schema", ["database_url"])
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    _sub(
+        db_sub, "upgrade", "migrate the audit database to this version's schema", ["database_url"]
+    ).set_defaults(func=cmd_db_upgrade)
     _replay_parser(commands)
     return parser
 
 
 def _rules_parser(commands: Any) -> None:
-    rules = commands.add_parser("rules", help="lint, test, report on the rule set")
-    sub = rules.add_subparsers(dest="rules_command", required=True)
-    sub.add_parser(
-        "lint", help="validate every rule, value set and policy; check versions"
+    rules = _sub(commands, "rules", "lint, test, report on the rule set", RULE_SETTINGS)
+    sub = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    _sub(
+        sub, "lint", "validate every rule, value set and policy; check versions", RULE_SETTINGS
     ).set_defaults(func=cmd_rules_lint)
-    test = sub.add_parser("test", help="run every rule's fixtures")
-    test.add_argument("rule", nargs="*", help="only these rule ids")
-    test.add_argument("-v", "--verbose", action="store_true")
+    test = _sub(sub, "test", "run every rule's fixtures (fhir_examples/cases/)", RULE_SETTINGS)
+    test.add_argument("rule", nargs="*", help="only these rule ids (default: every rule)")
+    test.add_argument("-v", "--verbose", action="store_true", help="list passing fixtures too")
     test.set_defaults(func=cmd_rules_test)
-    sub.add_parser("catalog", help="regenerate rules/CATALOG.json").set_defaults(
+    _sub(sub, "catalog", "regenerate rules/CATALOG.json", ["rules_dir"]).set_defaults(
         func=cmd_rules_catalog
     )
-    sub.add_parser("facts", help="list the fact types rules can use").set_defaults(
-        func=cmd_rules_facts
+    _sub(sub, "facts", "list the fact types rules can use", []).set_defaults(func=cmd_rules_facts)
+    report = _sub(
+        sub,
+        "report",
+        "the compliance report of the loaded rule set",
+        RULE_SETTINGS + ["database_url"],
     )
-    report = sub.add_parser("report", help="the compliance report of the loaded rule set")
-    report.add_argument("--format", choices=["html", "md"], default="html")
-    report.add_argument("-o", "--output", required=True)
+    report.add_argument("--format", choices=["html", "md"], default="html", help="(default: html)")
+    report.add_argument("-o", "--output", required=True, help="file to write, - for stdout")
     report.add_argument("--since", help="audit period start for behaviour figures (ISO 8601)")
     report.set_defaults(func=cmd_rules_report)
-    diff = sub.add_parser("diff", help="what changed between two rule sets (dirs or git revisions)")
-    diff.add_argument("old")
-    diff.add_argument("new")
+    diff = _sub(sub, "diff", "what changed between two rule sets (dirs or git revisions)", [])
+    diff.add_argument("old", help="directory or git revision, e.g. main")
+    diff.add_argument("new", help="directory or git revision, e.g. HEAD")
     diff.set_defaults(func=cmd_rules_diff)
 
 
 def _audit_parser(commands: Any) -> None:
-    audit = commands.add_parser("audit", help="the audit trail")
-    sub = audit.add_subparsers(dest="audit_command", required=True)
-    export = sub.add_parser("export", help="every decision and feedback item")
-    export.add_argument("--since")
-    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    audit = _sub(commands, "audit", "the audit trail", ["database_url"])
+    sub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    export = _sub(sub, "export", "every decision and feedback item", ["database_url"])
+    export.add_argument("--since", help="ISO 8601; a time without offset is UTC (default: all)")
+    export.add_argument(
+        "--format", choices=["jsonl", "csv"], default="jsonl", help="(default: jsonl)"
+    )
+    export.add_argument("--issuer", help="only calls from this JWT issuer (iss)")
     export.set_defaults(func=cmd_audit_export)
-    summary = sub.add_parser("summary", help="per-rule fired/accepted/overridden counts")
-    summary.add_argument("--since")
-    summary.add_argument("--until")
-    summary.add_argument("--format", choices=["text", "json"], default="text")
+    summary = _sub(sub, "summary", "per-rule fired/accepted/overridden counts", ["database_url"])
+    summary.add_argument("--since", help="ISO 8601 (default: all)")
+    summary.add_argument("--until", help="ISO 8601 (default: now)")
+    summary.add_argument(
+        "--format", choices=["text", "json"], default="text", help="(default: text)"
+    )
+    summary.add_argument("--issuer", help="only calls from this JWT issuer (iss)")
     summary.set_defaults(func=cmd_audit_summary)
 
 
@@ -360,15 +518,7 @@ def _replay_parser(commands: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-    except RuleLoadError as exc:
-        print(f"rule set rejected: {exc.detail}", file=sys.stderr)
-        return 2
-    except CdsError as exc:
-        print(f"error {exc.code}: {exc.detail}", file=sys.stderr)
-        return 2
-    return code
+    return run_guarded(lambda: int(args.func(args)))
 
 
 if __name__ == "__main__":

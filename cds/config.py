@@ -51,12 +51,18 @@ class TrustedIssuer(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAP_CDS_", env_ignore_empty=True, extra="ignore")
 
+    # The only directory kap-cds creates directories in (the default audit file and spool live
+    # here); any other configured directory must already exist (cds.startup checks).
+    state_dir: Path = Field(default_factory=default_state_dir)
     # Audit store: an embedded SQLite file by default, postgresql://... in production.
-    database_url: str = Field(
-        default_factory=lambda: f"sqlite:///{default_state_dir() / 'audit.sqlite3'}"
-    )
+    # Default: sqlite:///<state_dir>/audit.sqlite3 (filled in by _state_defaults).
+    database_url: str = ""
+    # False in a deployment that migrates as its own step (`kap-cds db upgrade`, a Kubernetes
+    # Job): the pods then wait for the schema, spooling records, and never migrate it.
+    migrate_on_start: bool = True
     # Where audit records wait when the store is unreachable (replayed once it is back).
-    spool_dir: Path = Field(default_factory=lambda: default_state_dir() / "spool")
+    # Default: <state_dir>/spool.
+    spool_dir: Path = Path()
 
     # When empty the service runs open (no JWT) and binds to loopback; it says so at start-up.
     trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
@@ -70,6 +76,12 @@ class Settings(BaseSettings):
     allow_insecure_jwks_url: bool = False
     jwt_clock_skew_seconds: int = 60
     jwt_max_lifetime_seconds: int = 3600
+    # Replay guard when a PostgreSQL audit store is unreachable: "local" checks token ids in a
+    # SQLite file on this node (reconciled when PostgreSQL is back), "refuse" answers 503.
+    replay_when_store_down: Literal["local", "refuse"] = "local"
+    # Per-issuer rate limit, shared by every replica (0 turns it off): calls per window.
+    rate_limit_requests: int = Field(default=3000, ge=0)
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
 
     rules_dir: Path = DEFAULT_RULES_DIR
     policy_file: Path | None = None
@@ -81,9 +93,17 @@ class Settings(BaseSettings):
     # so at start-up and in /readyz.
     facility_timezone: str | None = None
 
+    # Laptop try-out of the image only: run open (no JWT) on a non-loopback address such as
+    # 0.0.0.0 inside a container. Said loudly at start-up and in /readyz; never in production.
+    open_tryout: bool = False
+
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
+
+    # Discovery's prefetch templates: "narrow" asks only for what the rules read (codes,
+    # statuses); "broad" for EHRs whose prefetch cannot filter (a whole resource type each).
+    prefetch_templates: Literal["narrow", "broad"] = "narrow"
 
     # Development only: allow http:// fhirServer URLs (production data must use https).
     allow_insecure_fhir_server: bool = False
@@ -121,6 +141,20 @@ class Settings(BaseSettings):
     # /governance (rule catalog, per-rule counts; no patient data) without a JWT, for sites that
     # put it behind their own authenticating proxy. Open anyway when the service runs open.
     governance_open: bool = False
+    # People sign in to /governance at the site's authenticating reverse proxy, which passes
+    # the user in this header (e.g. X-Forwarded-User); believed only from these addresses
+    # (IPs or CIDR networks). See cds/security/proxy_login.py.
+    governance_user_header: str | None = None
+    governance_trusted_proxies: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _state_defaults(self) -> Settings:
+        # Derived here, not as field defaults, so that KAP_CDS_STATE_DIR alone moves them.
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.state_dir / 'audit.sqlite3'}"
+        if self.spool_dir == Path():
+            self.spool_dir = self.state_dir / "spool"
+        return self
 
     # Opt-in input archive for `kap-cds replay` (encrypted; see cds.audit.archive). Off unless a
     # Fernet key is given, in the environment or in a file (comma-separated keys: newest first).

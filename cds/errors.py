@@ -71,3 +71,12 @@ class EngineError(CdsError):
     """The rules engine failed while evaluating (an action raised, or state was left behind)."""
 
     code = "CDS-3001"
+
+
+class AuditUnavailable(CdsError):
+    """Neither the audit database nor the local spool could keep the record of a decision:
+    the decision is not answered (HTTP 503), because an unrecorded decision must not reach the
+    clinician."""
+
+    code = "CDS-1503"
+    http_status = 503

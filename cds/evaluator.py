@@ -93,6 +93,13 @@ class RuleEvaluator:
         return other
 
     @property
+    def prefetch_templates(self) -> dict[str, str]:
+        """Narrow prefetch templates for this rule set's value sets (see cds.fhir.narrow)."""
+        from cds.fhir.narrow import narrow_templates
+
+        return narrow_templates(self.ruleset.valueset_files)
+
+    @property
     def ruleset_info(self) -> dict[str, Any]:
         return {
             "digest": self.ruleset.digest,

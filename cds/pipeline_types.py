@@ -86,11 +86,28 @@ class Evaluator(Protocol):
     ) -> Evaluation: ...
 
 
+class AuditCaller(Protocol):
+    """The verified CDS client of a call (``cds.security.tokens.CdsClient``)."""
+
+    @property
+    def iss(self) -> str: ...
+    @property
+    def sub(self) -> str | None: ...
+    @property
+    def jti(self) -> str: ...
+    @property
+    def kid(self) -> str: ...
+    @property
+    def tenant(self) -> str | None: ...
+
+
 class AuditSink(Protocol):
     """Where every decision and every feedback item goes (``cds.audit`` implements it).
 
-    Both calls must return quickly and never raise: the audit store being down must not block
-    clinical care (records are spooled and written later).
+    Both calls return once the record is durable (synced to the local spool, or written to the
+    database), in a millisecond or so: the database being down must not block clinical care.
+    When neither can keep it they raise ``cds.errors.AuditUnavailable`` (HTTP 503): a decision
+    that is not in the audit trail is not answered. ``caller`` is None in open mode.
     """
 
     def record_evaluation(
@@ -103,11 +120,25 @@ class AuditSink(Protocol):
         data: PatientData,
         evaluation: Evaluation,
         latency_ms: float,
+        caller: AuditCaller | None = None,
+        user_id: str | None = None,
         inputs: ArchivedInputs | None = None,
     ) -> None: ...
 
-    def record_feedback(self, *, service_id: str, items: list[dict[str, Any]]) -> None: ...
+    def record_feedback(
+        self,
+        *,
+        service_id: str,
+        items: list[dict[str, Any]],
+        caller: AuditCaller | None = None,
+    ) -> None: ...
 
     def healthy(self) -> bool: ...
+
+    def accepting(self) -> bool:
+        """False when a new record could be kept nowhere (``/readyz`` then answers 503)."""
+        ...
+
+    def stats(self) -> dict[str, int]: ...
 
     def close(self) -> None: ...

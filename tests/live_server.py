@@ -64,6 +64,9 @@ def live_server(
         "PYTHONPATH": str(REPO_ROOT),
         "KAP_CDS_DATABASE_URL": database_url or f"sqlite:///{state_dir / 'audit.sqlite3'}",
         "KAP_CDS_SPOOL_DIR": str(state_dir / "spool"),
+        # The JWT audience, when a test turns JWT on: the URL the test calls.
+        "KAP_CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "KAP_CDS_STATE_DIR": str(state_dir),
     }
     process_env.pop("KAP_CDS_TRUSTED_ISSUERS", None)
     process_env |= extra

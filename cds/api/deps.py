@@ -31,6 +31,9 @@ class RulesetEvaluator(Evaluator, Protocol):
     @property
     def ruleset_info(self) -> dict[str, Any]: ...
 
+    @property
+    def prefetch_templates(self) -> dict[str, str]: ...
+
     def triage(self, hook: str, context: dict[str, Any]) -> Triage: ...
 
 

@@ -68,6 +68,17 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.rate_limited = Counter(
+            "kap_cds_rate_limited",
+            "Calls refused with 429 by the per-issuer rate limit",
+            ["issuer"],
+            registry=self.registry,
+        )
+
+    def rate_limited_call(self, issuer: str) -> None:
+        # Issuers are the configured trusted ones (verified before counting): a bounded set.
+        self.rate_limited.labels(issuer).inc()
+
     @contextmanager
     def track(self, service_id: str) -> Iterator[Observation]:
         """Count and time one call; an exception is counted with its HTTP status."""

@@ -20,6 +20,7 @@ _ISSUE_TYPE = {
     412: "not-found",
     413: "too-costly",
     415: "not-supported",
+    429: "throttled",
     500: "exception",
     503: "timeout",
 }

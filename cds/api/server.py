@@ -11,7 +11,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from cds.api.http_guard import GuardedHttpToolsProtocol
-from cds.api.routes.health import OPEN_WARNING, ZONE_WARNING
+from cds.api.routes.health import OPEN_WARNING, TRYOUT_WARNING, ZONE_WARNING
 from cds.config import Settings
 from cds.logs import log_config
 from cds.security.web import AudienceNotConfigured, require_audience
@@ -35,11 +35,16 @@ def check_bind(settings: Settings, host: str) -> None:
     if settings.auth_enabled:
         return
     logger.warning(OPEN_WARNING)
-    if not is_loopback(host):
-        raise SystemExit(
-            f"refusing to bind to {host}: kap-cds is running OPEN (no JWT authentication). "
-            "Set KAP_CDS_TRUSTED_ISSUERS, or bind to 127.0.0.1."
-        )
+    if is_loopback(host):
+        return
+    if settings.open_tryout:
+        logger.warning("%s (listening on %s)", TRYOUT_WARNING, host)
+        return
+    raise SystemExit(
+        f"kap-cds: refusing to bind to {host}: kap-cds is running OPEN (no JWT authentication). "
+        "Set KAP_CDS_TRUSTED_ISSUERS, or bind to 127.0.0.1 (for a laptop try-out of the image "
+        "only: KAP_CDS_OPEN_TRYOUT=true)."
+    )
 
 
 def check_facility_zone(settings: Settings, host: str) -> None:

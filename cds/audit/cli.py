@@ -39,14 +39,16 @@ def parse_instant(value: str | None, name: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def export_command(settings: Settings, since: str | None, fmt: str, out: TextIO) -> int:
-    """Write the audit trail (``--since``, ``--format jsonl|csv``) to ``out``."""
+def export_command(
+    settings: Settings, since: str | None, fmt: str, out: TextIO, *, issuer: str | None = None
+) -> int:
+    """Write the audit trail (``--since``, ``--format jsonl|csv``, ``--issuer``) to ``out``."""
 
     def run(engine: Engine) -> None:
         if fmt not in ("jsonl", "csv"):
             raise UsageError(f"--format must be jsonl or csv, not {fmt!r}")
         start = parse_instant(since, "--since")
-        queries.export(engine, start, "csv" if fmt == "csv" else "jsonl", out)
+        queries.export(engine, start, "csv" if fmt == "csv" else "jsonl", out, issuer=issuer)
 
     return _with_store(settings, run)
 
@@ -57,6 +59,8 @@ def summary_command(
     until: str | None,
     fmt: str,
     out: TextIO,
+    *,
+    issuer: str | None = None,
 ) -> int:
     """Per-rule counts for the compliance report (``--format text|json``) to ``out``."""
 
@@ -64,19 +68,35 @@ def summary_command(
         if fmt not in ("text", "json"):
             raise UsageError(f"--format must be text or json, not {fmt!r}")
         start, end = parse_instant(since, "--since"), parse_instant(until, "--until")
-        stats = queries.rule_summary(engine, start, end, _offered_reasons(settings))
+        stats = queries.rule_summary(engine, start, end, _offered_reasons(settings), issuer=issuer)
         shadow = queries.shadow_summary(engine, start, end)
+        # Quarantined records have no trustworthy issuer (they could not be read): always shown.
+        held = queries.quarantine_count(engine, start, end)
         out.write(
-            format_summary_json(stats, shadow)
+            format_summary_json(stats, shadow, held)
             if fmt == "json"
-            else format_summary_text(stats, shadow)
+            else format_summary_text(stats, shadow, held)
         )
 
     return _with_store(settings, run)
 
 
+def upgrade_command(settings: Settings, out: TextIO) -> int:
+    """``kap-cds db upgrade``: migrate the audit database to head, as its own deployment step
+    (a Kubernetes Job or init container) when pods start with KAP_CDS_MIGRATE_ON_START=false."""
+
+    def run(engine: Engine) -> None:
+        out.write(f"audit database at schema {db.current_revision(engine)}\n")
+
+    return _with_store(settings, run)
+
+
 def _with_store(settings: Settings, run: Callable[[Engine], None]) -> int:
-    engine = db.create_audit_engine(settings.database_url)
+    try:
+        engine = db.create_audit_engine(settings.database_url, settings.state_dir)
+    except ValueError as exc:
+        sys.stderr.write(f"kap-cds audit: KAP_CDS_DATABASE_URL: {exc}\n")
+        return EXIT_USAGE
     try:
         db.upgrade(engine)
         run(engine)
@@ -84,8 +104,9 @@ def _with_store(settings: Settings, run: Callable[[Engine], None]) -> int:
         sys.stderr.write(f"kap-cds audit: {exc}\n")
         return EXIT_USAGE
     except SQLAlchemyError as exc:
-        # The class only: the message may carry the URL or query parameters.
-        sys.stderr.write(f"kap-cds audit: audit store unavailable ({type(exc).__name__})\n")
+        # Host, port and a fixed cause phrase only: the message may carry query parameters.
+        where = db.describe_failure(settings.database_url, exc)
+        sys.stderr.write(f"kap-cds audit: audit store unavailable: {where}\n")
         return EXIT_STORE
     finally:
         engine.dispose()
@@ -105,17 +126,22 @@ def _offered_reasons(settings: Settings) -> dict[str, frozenset[str]] | None:
 
 
 def format_summary_json(
-    stats: list[queries.RuleStats], shadow: list[queries.ShadowStats] | None = None
+    stats: list[queries.RuleStats],
+    shadow: list[queries.ShadowStats] | None = None,
+    quarantined: int = 0,
 ) -> str:
     body = {
         "rules": [s.to_json() for s in stats],
         "shadow_rules": [s.to_json() for s in shadow or []],
+        "quarantined_records": quarantined,
     }
     return orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode()
 
 
 def format_summary_text(
-    stats: list[queries.RuleStats], shadow: list[queries.ShadowStats] | None = None
+    stats: list[queries.RuleStats],
+    shadow: list[queries.ShadowStats] | None = None,
+    quarantined: int = 0,
 ) -> str:
     """Markdown tables: readable in a terminal and paste into a review document.
 
@@ -148,6 +174,12 @@ def format_summary_text(
             f"| {_pairs(s.by_service)} | {_pairs(s.by_indicator)} |"
             for s in shadow
         ]
+    if quarantined:
+        lines.append("")
+        lines.append(
+            f"**{quarantined} audit record(s) quarantined** in this window: the database refused "
+            'them; they are not counted above (see `kap-cds audit export`, record "quarantined").'
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, TextIO
 import orjson
 from sqlalchemy import Connection, Engine, RowMapping, Select, and_, exists, func, select
 
-from cds.audit.schema import cards, evaluations, feedback, shadow_firings
+from cds.audit.schema import cards, evaluations, feedback, quarantine, shadow_firings
 
 ExportFormat = Literal["jsonl", "csv"]
 EXPORT_CHUNK = 500
@@ -45,6 +45,12 @@ EVALUATION_FIELDS = (
     "kap",
     "latency_ms",
     "data_outcomes",
+    "caller_iss",
+    "caller_sub",
+    "caller_jti",
+    "caller_kid",
+    "caller_tenant",
+    "user_id",
 )
 CARD_FIELDS = (
     "card_uuid",
@@ -80,25 +86,33 @@ def export(
     since: datetime | None,
     fmt: ExportFormat,
     out: TextIO,
+    *,
+    issuer: str | None = None,
 ) -> int:
     """Write the trail since ``since``; returns the number of lines/rows written.
 
     jsonl: one line per card (``"record": "card"``, every feedback item in ``feedback``), one per
     evaluation without cards (``"record": "evaluation"``), and one per feedback item whose card
-    the store does not know (``"record": "unknown_card_feedback"``).
+    the store does not know (``"record": "unknown_card_feedback"``), and one per record the
+    database refused (``"record": "quarantined"``, the raw line escaped: never silently missing).
     csv: one row per card, with the feedback count and the latest feedback item.
+    ``issuer``: only calls (and feedback) made with a JWT from that ``iss``; quarantined records
+    are listed whatever the issuer, since their content could not be read.
     """
     if fmt not in ("jsonl", "csv"):
         raise ValueError(f"unknown export format {fmt!r}")
     with _engine(source).connect() as conn:
-        rows = _export_rows(conn, since)
+        rows = _export_rows(conn, since, issuer)
         if fmt == "csv":
             return _write_csv(rows, out)
         count = _write_jsonl(rows, out)
-        return count + _write_jsonl(_unknown_card_feedback(conn, since), out)
+        count += _write_jsonl(_unknown_card_feedback(conn, since, issuer), out)
+        return count + _write_jsonl(_quarantined(conn, since), out)
 
 
-def _export_rows(conn: Connection, since: datetime | None) -> Iterator[dict[str, Any]]:
+def _export_rows(
+    conn: Connection, since: datetime | None, issuer: str | None
+) -> Iterator[dict[str, Any]]:
     stmt = (
         select(evaluations.c.id.label("evaluation_id"), *_eval_cols(), *_card_cols())
         .select_from(evaluations.outerjoin(cards, cards.c.evaluation_id == evaluations.c.id))
@@ -106,6 +120,8 @@ def _export_rows(conn: Connection, since: datetime | None) -> Iterator[dict[str,
     )
     if since is not None:
         stmt = stmt.where(evaluations.c.recorded_at >= since)
+    if issuer is not None:
+        stmt = stmt.where(evaluations.c.caller_iss == issuer)
     result = conn.execution_options(yield_per=EXPORT_CHUNK).execute(stmt).mappings()
     for chunk in result.partitions():
         history = _feedback_for(conn, [r["card_uuid"] for r in chunk if r["card_uuid"]])
@@ -147,7 +163,9 @@ def _fb_cols() -> list[Any]:
     return [feedback.c[name] for name in FEEDBACK_FIELDS[1:]]
 
 
-def _unknown_card_feedback(conn: Connection, since: datetime | None) -> Iterator[dict[str, Any]]:
+def _unknown_card_feedback(
+    conn: Connection, since: datetime | None, issuer: str | None
+) -> Iterator[dict[str, Any]]:
     card_known = exists().where(cards.c.card_uuid == feedback.c.card_uuid)
     stmt = (
         select(
@@ -161,9 +179,31 @@ def _unknown_card_feedback(conn: Connection, since: datetime | None) -> Iterator
     )
     if since is not None:
         stmt = stmt.where(feedback.c.received_at >= since)
+    if issuer is not None:
+        stmt = stmt.where(feedback.c.caller_iss == issuer)
     for row in conn.execute(stmt).mappings():
         # str(): column keys are str subclasses, which orjson refuses as object keys.
         yield {"record": "unknown_card_feedback", **{str(k): v for k, v in row.items()}}
+
+
+def _quarantined(conn: Connection, since: datetime | None) -> Iterator[dict[str, Any]]:
+    stmt = select(quarantine).order_by(quarantine.c.quarantined_at, quarantine.c.id)
+    if since is not None:
+        stmt = stmt.where(quarantine.c.quarantined_at >= since)
+    for row in conn.execute(stmt).mappings():
+        yield {"record": "quarantined", **{str(k): v for k, v in row.items()}}
+
+
+def quarantine_count(
+    source: Engine | HasEngine, since: datetime | None = None, until: datetime | None = None
+) -> int:
+    stmt = select(func.count()).select_from(quarantine)
+    if since is not None:
+        stmt = stmt.where(quarantine.c.quarantined_at >= since)
+    if until is not None:
+        stmt = stmt.where(quarantine.c.quarantined_at < until)
+    with _engine(source).connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
 
 
 def _write_jsonl(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
@@ -276,39 +316,52 @@ def rule_summary(
     since: datetime | None = None,
     until: datetime | None = None,
     offered: Mapping[str, frozenset[str]] | None = None,
+    *,
+    issuer: str | None = None,
 ) -> list[RuleStats]:
-    """Per-rule counts for cards whose evaluation falls in [since, until), sorted by rule id.
+    """Per-rule counts for cards whose evaluation falls in [since, until) (and was called by
+    ``issuer``, when given), sorted by rule id.
 
     ``offered`` maps a rule id to the override reason codes its cards offer (from the rule set);
     with it, each override reason is flagged offered or not.
     """
+    window = Window(since, until, issuer)
     with _engine(source).connect() as conn:
-        fired = conn.execute(_fired_stmt(since, until)).all()
-        answers = _answers_by_card(conn.execute(_feedback_stmt(since, until)).mappings())
+        fired = conn.execute(_fired_stmt(window)).all()
+        answers = _answers_by_card(conn.execute(_feedback_stmt(window)).mappings())
     return _combine(fired, answers, offered)
 
 
-def _window(stmt: Select[Any], since: datetime | None, until: datetime | None) -> Select[Any]:
+@dataclass(frozen=True)
+class Window:
+    since: datetime | None
+    until: datetime | None
+    issuer: str | None = None
+
+
+def _window(stmt: Select[Any], window: Window) -> Select[Any]:
     joined = stmt.select_from(cards.join(evaluations, cards.c.evaluation_id == evaluations.c.id))
     conditions = []
-    if since is not None:
-        conditions.append(evaluations.c.recorded_at >= since)
-    if until is not None:
-        conditions.append(evaluations.c.recorded_at < until)
+    if window.since is not None:
+        conditions.append(evaluations.c.recorded_at >= window.since)
+    if window.until is not None:
+        conditions.append(evaluations.c.recorded_at < window.until)
+    if window.issuer is not None:
+        conditions.append(evaluations.c.caller_iss == window.issuer)
     return joined.where(and_(*conditions)) if conditions else joined
 
 
-def _fired_stmt(since: datetime | None, until: datetime | None) -> Select[Any]:
+def _fired_stmt(window: Window) -> Select[Any]:
     stmt = select(
         cards.c.rule_id,
         cards.c.rule_version,
         func.count().label("fired"),
         func.max(evaluations.c.recorded_at).label("last_fired"),
     )
-    return _window(stmt, since, until).group_by(cards.c.rule_id, cards.c.rule_version)
+    return _window(stmt, window).group_by(cards.c.rule_id, cards.c.rule_version)
 
 
-def _feedback_stmt(since: datetime | None, until: datetime | None) -> Select[Any]:
+def _feedback_stmt(window: Window) -> Select[Any]:
     stmt = select(
         cards.c.rule_id,
         cards.c.card_uuid,
@@ -317,7 +370,7 @@ def _feedback_stmt(since: datetime | None, until: datetime | None) -> Select[Any
         feedback.c.override_display,
         feedback.c.accepted_suggestions,
     )
-    windowed: Select[Any] = _window(stmt, since, until)
+    windowed: Select[Any] = _window(stmt, window)
     joined: Select[Any] = windowed.join(feedback, feedback.c.card_uuid == cards.c.card_uuid)
     order = (cards.c.rule_id, cards.c.card_uuid, feedback.c.received_at, feedback.c.id)
     return joined.order_by(*order)

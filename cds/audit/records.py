@@ -7,15 +7,57 @@ decoded fields one by one.
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from cds.hooks.cards import RULE_EXTENSION, Card
+from cds.pipeline_types import AuditCaller as Caller
 from cds.pipeline_types import Evaluation, FiredRule, PatientData
 
 EVALUATION = "evaluation"
 FEEDBACK = "feedback"
+QUARANTINE = "quarantine"
+_INT64 = 2**63
+
+
+def caller_fields(caller: Caller | None) -> dict[str, str | None]:
+    """``caller_iss`` ... ``caller_tenant``; all None for calls made in open mode."""
+    names = ("iss", "sub", "jti", "kid", "tenant")
+    return {f"caller_{n}": getattr(caller, n) if caller is not None else None for n in names}
+
+
+def escaped(value: Any) -> Any:
+    """The record with every value the stores cannot take turned into text, not dropped.
+
+    PostgreSQL refuses NUL in text and in JSONB (``\\u0000``): it is kept as the six characters
+    ``\\u0000``. Lone surrogates (not UTF-8) become ``\\udXXX`` escapes. Integers beyond 64 bits
+    (orjson's limit) and non-finite floats are kept as their decimal text.
+    """
+    if isinstance(value, str):
+        return _escaped_text(value)
+    if isinstance(value, dict):
+        return {_escaped_text(str(k)): escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [escaped(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int) and not -_INT64 <= value < _INT64:
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _escaped_text(text: str) -> str:
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def evaluation_record(
@@ -28,6 +70,8 @@ def evaluation_record(
     evaluation: Evaluation,
     latency_ms: float,
     sealed_inputs: tuple[str, str] | None = None,
+    caller: Caller | None = None,
+    user_id: str | None = None,
 ) -> dict[str, Any]:
     """``sealed_inputs`` is (key id, Fernet token) when the input archive is on."""
     record = {
@@ -45,6 +89,8 @@ def evaluation_record(
         "data_outcomes": {key: outcome.value for key, outcome in data.outcomes.items()},
         "cards": _card_entries(evaluation),
         "shadow": [_fired_only_entry(rule) for rule in evaluation.shadow],
+        **caller_fields(caller),
+        "user_id": user_id,
     }
     if sealed_inputs is not None:
         record["archive"] = {"key_id": sealed_inputs[0], "token": sealed_inputs[1]}
@@ -88,9 +134,12 @@ def _fired_only_entry(rule: FiredRule) -> dict[str, Any]:
     }
 
 
-def feedback_records(*, service_id: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def feedback_records(
+    *, service_id: str, items: list[dict[str, Any]], caller: Caller | None = None
+) -> list[dict[str, Any]]:
     received_at = datetime.now(UTC).isoformat()
-    return [_feedback_record(service_id, received_at, item) for item in items]
+    who = caller_fields(caller)
+    return [{**_feedback_record(service_id, received_at, item), **who} for item in items]
 
 
 def _feedback_record(service_id: str, received_at: str, item: dict[str, Any]) -> dict[str, Any]:

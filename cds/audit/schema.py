@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -67,6 +68,14 @@ def json_type() -> Any:
     return JSON().with_variant(JSONB(), "postgresql")
 
 
+CALLER_FIELDS = ("iss", "sub", "jti", "kid", "tenant")
+
+
+def caller_columns() -> list[Column[Any]]:
+    """The verified CDS client of a call (null when the service runs open)."""
+    return [Column(f"caller_{name}", String, nullable=True) for name in CALLER_FIELDS]
+
+
 evaluations = Table(
     "audit_evaluation",
     metadata,
@@ -82,7 +91,11 @@ evaluations = Table(
     Column("latency_ms", Float, nullable=False),
     Column("data_outcomes", json_type(), nullable=False),  # prefetch key -> KeyOutcome value
     Column("card_count", Integer, nullable=False),
+    # Who asked (revision 0003): the verified JWT caller and the EHR's context.userId.
+    *caller_columns(),
+    Column("user_id", String, nullable=True),
     Index("ix_audit_evaluation_recorded_at", "recorded_at"),
+    Index("ix_audit_evaluation_caller_iss", "caller_iss"),
 )
 
 cards = Table(
@@ -127,8 +140,43 @@ feedback = Table(
     Column("user_comment", Text, nullable=True),
     Column("outcome_timestamp", UTCDateTime, nullable=True),
     Column("unknown_card", Boolean, nullable=False),
+    *caller_columns(),
     Index("ix_audit_feedback_card_uuid", "card_uuid"),
+    Index("ix_audit_feedback_caller_iss", "caller_iss"),
     Index("ix_audit_feedback_received_at", "received_at"),
+)
+
+# Records the database refused (or spool lines that could not be read), kept whole and escaped,
+# so that export, summary and an operator see them without access to the node's spool directory.
+quarantine = Table(
+    "audit_quarantine",
+    metadata,
+    Column("id", String, primary_key=True),  # sha256 of the raw line: re-quarantining is a no-op
+    Column("quarantined_at", UTCDateTime, nullable=False),
+    Column("reason", String, nullable=False),
+    Column("raw", Text, nullable=False),  # the line, NUL and invalid UTF-8 backslash-escaped
+    Index("ix_audit_quarantine_quarantined_at", "quarantined_at"),
+)
+
+# --- shared security state (revision 0003): one view for every replica and worker -----------
+
+# First use of each token id, until the token expires: a replay is refused on any process.
+jti_uses = Table(
+    "security_jti",
+    metadata,
+    Column("iss", String, primary_key=True),
+    Column("jti", String, primary_key=True),
+    Column("expires_at", Float, nullable=False),  # epoch seconds: purge once past
+    Index("ix_security_jti_expires_at", "expires_at"),
+)
+
+# Requests per issuer per fixed window (rate limit), incremented by an atomic upsert.
+rate_windows = Table(
+    "security_rate_window",
+    metadata,
+    Column("iss", String, primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),  # epoch seconds
+    Column("hits", Integer, nullable=False),
 )
 
 # Shadow rules that would have fired (never shown to the EHR): one row per rule and evaluation.

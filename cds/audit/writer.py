@@ -12,8 +12,14 @@ Failures are of two kinds:
 - the database is unreachable or busy (``OperationalError``, ``InterfaceError``): the batch is
   kept and retried with exponential backoff; records keep piling up in the spool meanwhile;
 - the database refuses a record for its content (``IntegrityError``, ``DataError``) or a line
-  cannot be parsed: that record alone is moved to the quarantine file, so one bad line cannot
-  block the trail behind it.
+  cannot be parsed: that record alone is quarantined, so one bad line cannot block the trail
+  behind it. Quarantined lines go to the ``audit_quarantine`` table (escaped, so the database
+  takes them; export, summary and metrics show them) and to an owner-only file in the spool
+  directory.
+
+A torn line (a power loss in the middle of a write, or an old spool written without the cut-back
+of failed writes) is recovered: a complete record after the tear is salvaged and written, and only
+the torn fragment is quarantined.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from cds.audit.spool import Segment, Spool
 
 log = logging.getLogger(__name__)
 
-TRANSIENT = (OperationalError, InterfaceError)
+TRANSIENT = (OperationalError, InterfaceError, db.SchemaNotMigrated)
 REFUSED = (IntegrityError, DataError)
 
 
@@ -54,6 +60,7 @@ class Writer(threading.Thread):
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
         orphan_rescan_seconds: float = 30.0,
+        migrate: bool = True,
     ) -> None:
         super().__init__(name="kap-cds-audit-writer", daemon=True)
         # Public so an operator tool (or a test) can point the writer at another engine.
@@ -62,6 +69,8 @@ class Writer(threading.Thread):
         self.batch_size = batch_size
         self._interval = interval
         self._schema_ready = schema_ready
+        # False: another step migrates (kap-cds db upgrade); wait for it, never migrate here.
+        self._migrate = migrate
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._orphan_rescan_seconds = orphan_rescan_seconds
@@ -90,6 +99,16 @@ class Writer(threading.Thread):
                 self._progress.wait(min(remaining, 0.05))
         return True
 
+    def write_now(self, line: bytes) -> None:
+        """Write one record in the caller's thread (the spool could not take it); raises when the
+        database does not take it either. Known down: fail at once rather than wait on a
+        connect timeout per request."""
+        if self.failures > 0 or not self._schema_ready:
+            raise DatabaseUnavailable("the audit database is unavailable")
+        record = orjson.loads(line)
+        with self.engine.begin() as conn:
+            db.write_batch(conn, [record])
+
     def stop(self, timeout: float) -> None:
         self._stopping.set()
         self._wake.set()
@@ -104,6 +123,8 @@ class Writer(threading.Thread):
             # the GIL (and the request threads' waits for it) small; see the module docstring.
             self._wake.wait(timeout=self._interval)
             self._wake.clear()
+            if self.spool.failing and self.spool.probe():
+                log.info("audit spool takes records again")
             if time.monotonic() >= next_rescan:
                 self._rescan()
                 next_rescan = time.monotonic() + self._orphan_rescan_seconds
@@ -136,7 +157,6 @@ class Writer(threading.Thread):
 
     def _drain(self) -> None:
         self._ensure_schema()
-        self._drain_memory()
         for seg in self.spool.segments():
             self._drain_segment(seg)
         self._notify()
@@ -144,17 +164,9 @@ class Writer(threading.Thread):
     def _ensure_schema(self) -> None:
         if self._schema_ready:
             return
-        self._attempt(partial(db.upgrade, self.engine))
+        self._attempt(partial(db.upgrade if self._migrate else db.require_head, self.engine))
         self._schema_ready = True
         log.info("audit store reachable again: schema at head")
-
-    def _drain_memory(self) -> None:
-        memory = self.spool.memory
-        while memory:
-            lines = [memory[i] for i in range(min(self.batch_size, len(memory)))]
-            self._write_lines(lines)
-            for _ in lines:
-                memory.popleft()
 
     def _drain_segment(self, seg: Segment) -> None:
         while True:  # also at close: finish whatever is readable while the database answers
@@ -177,6 +189,8 @@ class Writer(threading.Thread):
         parsed, bad = _parse(lines)
         if bad:
             self._quarantine(bad, "unreadable spool line")
+            for line in bad:  # into the database with the batch, so export and summary see it
+                parsed[b"quarantine:" + line] = db.quarantine_record(line, "unreadable spool line")
         if not parsed:
             return
         try:
@@ -190,6 +204,13 @@ class Writer(threading.Thread):
                 self._attempt(partial(self._write, [record]))
             except REFUSED as exc:
                 self._quarantine([line], type(exc).__name__)
+                self._quarantine_in_database(line, type(exc).__name__)
+
+    def _quarantine_in_database(self, line: bytes, why: str) -> None:
+        try:
+            self._attempt(partial(self._write, [db.quarantine_record(line, why)]))
+        except REFUSED:  # escaped text should always be taken; the file keeps it regardless
+            log.error("audit writer: a quarantined record is only in the spool directory")
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         with self.engine.begin() as conn:
@@ -204,7 +225,7 @@ class Writer(threading.Thread):
             # The exception text may hold SQL parameters (patient ids): log its class only.
             log.warning(
                 "audit store unavailable (%s); %d attempt(s) failed, records wait in the spool",
-                type(exc).__name__,
+                db.describe_failure(self.engine.url, exc),
                 self.failures,
             )
             raise DatabaseUnavailable from exc
@@ -219,19 +240,47 @@ class Writer(threading.Thread):
         log.error("audit writer: %d record(s) quarantined (%s)", len(lines), why)
 
 
+RECORD_START = b'{"kind":'  # every record is an object whose first key is "kind"
+
+
 def _parse(lines: list[bytes]) -> tuple[dict[bytes, dict[str, Any]], list[bytes]]:
-    """Lines that parse and map to rows, keyed by line (for quarantine), and those that don't."""
+    """Lines that parse and map to rows, keyed by line (for quarantine), and those that don't
+    (a torn line yields its salvaged record and its fragment)."""
     parsed: dict[bytes, dict[str, Any]] = {}
     bad: list[bytes] = []
     for line in lines:
-        try:
-            record = orjson.loads(line)
-            _validate(record)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        if not line.strip(b"\x00\n "):
+            continue  # zeros a power loss left at the end of a file: no record was there
+        record = _record(line)
+        if record is not None:
+            parsed[line] = record
+            continue
+        fragment, rest = _split_torn(line)
+        salvaged = _record(rest) if rest else None
+        if salvaged is None:
             bad.append(line)
             continue
-        parsed[line] = record
+        parsed[rest] = salvaged
+        if fragment.strip(b"\x00\n "):
+            bad.append(fragment)
     return parsed, bad
+
+
+def _record(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = orjson.loads(line)
+        _validate(record)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    return record  # type: ignore[no-any-return]
+
+
+def _split_torn(line: bytes) -> tuple[bytes, bytes]:
+    """A torn record followed by a whole one on the same line: (the fragment, the rest)."""
+    start = line.rfind(RECORD_START, 1)
+    if start < 0:
+        return line, b""
+    return line[:start], line[start:]
 
 
 def _validate(record: Any) -> None:
@@ -247,5 +296,7 @@ def _validate(record: Any) -> None:
             db.archive_row(record)
     elif record.get("kind") == "feedback":
         db.feedback_row(record, None)
+    elif record.get("kind") == "quarantine":
+        db.quarantine_row(record)
     else:
         raise ValueError("unknown record kind")

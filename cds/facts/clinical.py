@@ -200,7 +200,7 @@ def build_medications(ctx: FactContext) -> list[Fact]:
         for record in ctx.resources(resource_type):
             state = _medication_state(record, ctx)
             if state is None:
-                if washout and record.get("status") in _TAKEN_STATUSES[resource_type]:
+                if washout and record.get("status") in TAKEN_STATUSES[resource_type]:
                     facts += _washout_facts(record, washout, ctx)
                 continue
             concept = _medication_concept(record, ctx)
@@ -216,7 +216,7 @@ _MAOI_WINDOWS = (
     ("VS-MAOI-IRREVERSIBLE", "maoi_washout_days"),
     ("VS-METHYLENE-BLUE", "methylene_blue_days"),
 )
-_TAKEN_STATUSES = {
+TAKEN_STATUSES = {
     "MedicationStatement": {"active", "completed", "stopped", "intended"},
     "MedicationRequest": {"active", "completed", "stopped", "on-hold"},
     "MedicationAdministration": {"completed", "in-progress"},

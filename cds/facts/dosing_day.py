@@ -41,7 +41,7 @@ from cds.ruleset.policy import Policy
 
 Fact = dict[str, Any]
 
-_USABLE = {"final", "amended", "corrected"}  # catalog 3.2 "Observation usable"
+USABLE = {"final", "amended", "corrected"}  # catalog 3.2 "Observation usable"
 _COUNTED_APPOINTMENTS = {"booked", "arrived", "checked-in", "fulfilled"}
 # HL7 v3 ParticipationType ESC "Escort": the standard participant type for the person who takes
 # the patient home, so an EHR can record the escort on the dosing Appointment itself.
@@ -67,7 +67,7 @@ def observations(ctx: FactContext, *vs_ids: str) -> list[Obs]:
     found = []
     candidates = {id(o): o for vs in vs_ids for o in ctx.with_code("Observation", vs)}
     for observation in candidates.values():
-        if observation.get("status") not in _USABLE:
+        if observation.get("status") not in USABLE:
             continue
         when = observation_time(observation, ctx.tz)
         if when and ctx.valid(observation):

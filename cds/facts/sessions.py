@@ -16,9 +16,9 @@ from cds.facts.context import FactContext
 from cds.facts.drugs import KapDrugs, medications_by_id, route_of
 from cds.facts.fhir import Resource, parse_time, ref
 
-_ADMIN_STATUSES = {"completed", "in-progress"}
-_STATEMENT_STATUSES = {"active", "completed", "intended"}
-_PROCEDURE_STATUSES = {"completed", "in-progress"}
+ADMIN_STATUSES = {"completed", "in-progress"}
+STATEMENT_STATUSES = {"active", "completed", "intended"}
+PROCEDURE_STATUSES = {"completed", "in-progress"}
 
 
 @dataclass(frozen=True)
@@ -97,14 +97,14 @@ def _all_kap_doses(ctx: FactContext, drugs: KapDrugs) -> list[KapDose]:
     meds = medications_by_id(ctx.resources("Medication"))
     doses: list[KapDose] = []
     for record in ctx.resources("MedicationAdministration"):
-        if record.get("status") in _ADMIN_STATUSES:
+        if record.get("status") in ADMIN_STATUSES:
             doses += _dose(record, ctx, drugs, meds, "effective", record.get("dosage"), False)
     for record in ctx.resources("MedicationStatement"):
-        if record.get("status") in _STATEMENT_STATUSES:
+        if record.get("status") in STATEMENT_STATUSES:
             dosage = (record.get("dosage") or [None])[0]
             doses += _dose(record, ctx, drugs, meds, "effective", dosage, True)
     for record in ctx.resources("Procedure"):
-        if record.get("status") in _PROCEDURE_STATUSES:
+        if record.get("status") in PROCEDURE_STATUSES:
             doses += _procedure_dose(record, ctx, drugs)
     return sorted(doses, key=lambda d: (d.start, d.ref))
 

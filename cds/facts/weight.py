@@ -24,7 +24,7 @@ UCUM = "http://unitsofmeasure.org"
 LB_TO_KG = 0.45359237
 OZ_TO_KG = LB_TO_KG / 16  # avoirdupois ounce; EHR scales and US Core examples chart [oz_av]
 WEIGHT_VS = "VS-BODY-WEIGHT"
-_USABLE_STATUS = {"final", "amended", "corrected"}
+USABLE_STATUS = {"final", "amended", "corrected"}
 # UCUM codes: converted without a flag.
 _UCUM_FACTORS = {"kg": 1.0, "g": 0.001, "[lb_av]": LB_TO_KG, "[oz_av]": OZ_TO_KG}
 # Free text EHRs put in Quantity.unit: converted, but flagged as inferred.
@@ -79,7 +79,7 @@ def usable_weights(ctx: FactContext) -> list[Weight]:
 def _usable_weights(ctx: FactContext) -> list[Weight]:
     weights: list[Weight] = []
     for observation in ctx.with_code("Observation", WEIGHT_VS):
-        if observation.get("status") not in _USABLE_STATUS:
+        if observation.get("status") not in USABLE_STATUS:
             continue
         # Validate before reading nested fields: valid R4 guarantees their types.
         if not ctx.in_valueset(observation.get("code"), WEIGHT_VS) or not ctx.valid(observation):

@@ -55,13 +55,20 @@ class ServiceDescriptor:
             "optional: when they cannot be had, a card names the checks that could not run."
         )
 
-    def discovery_entry(self, extension: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def discovery_entry(
+        self,
+        extension: Mapping[str, Any] | None = None,
+        narrow: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """``narrow``: templates that replace the broad ones of the same keys in discovery (the
+        FHIR-server fallback keeps reading with the broad ones)."""
+        templates = self.templates
         entry: dict[str, Any] = {
             "hook": self.hook,
             "id": self.id,
             "title": self.title,
             "description": self.description,
-            "prefetch": self.templates,
+            "prefetch": {key: (narrow or {}).get(key, t) for key, t in templates.items()},
             "usageRequirements": self.usage_requirements,
         }
         if extension:
@@ -187,7 +194,10 @@ def service_for_hook(hook: str) -> ServiceDescriptor:
     raise ServiceNotFound(f"no CDS service for hook {hook[:80]!r}")
 
 
-def discovery(ruleset_info: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The ``GET /cds-services`` body; ``ruleset_info`` is published for auditors on each entry."""
+def discovery(
+    ruleset_info: Mapping[str, Any] | None, narrow: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The ``GET /cds-services`` body; ``ruleset_info`` is published for auditors on each entry,
+    ``narrow`` templates replace the broad ones of their keys."""
     extension = {RULESET_EXTENSION: dict(ruleset_info)} if ruleset_info else None
-    return {"services": [s.discovery_entry(extension) for s in SERVICES]}
+    return {"services": [s.discovery_entry(extension, narrow) for s in SERVICES]}

@@ -25,27 +25,35 @@ EXIT_OK, EXIT_BUMP, EXIT_USAGE = 0, 1, 2
 
 def report_command(settings: Settings, fmt: str, output: Path, since: str | None) -> int:
     """Write the compliance report of the configured rule set to ``output``."""
-    if fmt not in ("html", "md"):
-        sys.stderr.write(f"kap-cds rules report: --format must be html or md, not {fmt!r}\n")
-        return EXIT_USAGE
     try:
-        start = parse_instant(since, "--since")
+        text, summary = report_text(settings, fmt, since)
     except UsageError as exc:
         sys.stderr.write(f"kap-cds rules report: {exc}\n")
         return EXIT_USAGE
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    sys.stdout.write(f"wrote {output} ({summary})\n")
+    return EXIT_OK
+
+
+def report_text(
+    settings: Settings, fmt: str, since: str | None, examples_dir: Path = EXAMPLES_DIR
+) -> tuple[str, str]:
+    """The report (html or md) and a one-line summary of what it covers; ``UsageError`` for
+    a bad ``fmt`` or ``since``."""
+    if fmt not in ("html", "md"):
+        raise UsageError(f"--format must be html or md, not {fmt!r}")
+    start = parse_instant(since, "--since")
     ruleset = load_ruleset(settings.rules_dir, settings.policy_file, settings.valueset_overlay)
     data = ReportInput(
         ruleset,
         datetime.now(UTC),
-        fixtures_for(ruleset, settings),
+        fixtures_for(ruleset, settings, examples_dir),
         behaviour_from_url(settings.database_url, start, ruleset.offered_reasons()),
     )
     doc = build_report(data)
     text = render_html(doc) if fmt == "html" else render_markdown(doc)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
-    sys.stdout.write(f"wrote {output} ({len(ruleset.rules)} rules, digest {ruleset.digest})\n")
-    return EXIT_OK
+    return text, f"{len(ruleset.rules)} rules, digest {ruleset.digest}"
 
 
 def fixtures_for(

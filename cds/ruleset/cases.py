@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -203,15 +204,24 @@ class CaseOutcome:
         return not self.problems
 
 
-def run_case(loaded: LoadedCase, evaluator: Any, settings: Any, examples_dir: Path) -> CaseOutcome:
-    """Run one case through data gathering and the evaluator, in process (no HTTP)."""
+def run_case(
+    loaded: LoadedCase,
+    evaluator: Any,
+    settings: Any,
+    examples_dir: Path,
+    narrow: Mapping[str, str] | None = None,
+) -> CaseOutcome:
+    """Run one case through data gathering and the evaluator, in process (no HTTP).
+    ``narrow``: send the prefetch an EHR executing these narrow templates would send."""
     from cds.fhir.gather import gather_sync
+    from cds.fhir.narrow import narrow_prefetch
     from cds.hooks.models import parse_call
 
+    raw = build_request(loaded.case, examples_dir)
+    if narrow:
+        raw["prefetch"] = narrow_prefetch(raw["prefetch"], narrow)
     # parse_call, as the HTTP route does: it also repairs the hook resources' harmless deviations.
-    call = parse_call(
-        build_request(loaded.case, examples_dir), SERVICES_BY_ID[loaded.case.service].hook
-    )
+    call = parse_call(raw, SERVICES_BY_ID[loaded.case.service].hook)
     request = call.request
     data = gather_sync(request, settings)
     if loaded.case.timezone:

@@ -26,27 +26,31 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cds.api.problem import problem_response
 from cds.errors import AuthenticationFailed
+from cds.security.proxy_login import ProxyLogin
 from cds.security.refusals import RefusalLog
+from cds.security.replay import ReplayStoreUnavailable
 from cds.security.tokens import CdsClient, TokenRejected, TokenVerifier
 
 logger = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset(
-    {
-        "/",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-        "/docs",
-        "/docs/oauth2-redirect",
-        "/redoc",
-        "/openapi.json",
-    }
+# The documentation's own assets (served from the fastapi-offline package, no CDN), by exact
+# path: nothing else under /docs/assets exists.
+DOCS_ASSET_PATHS = frozenset(
+    f"/docs/assets/{name}"
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+)
+OPEN_PATHS = (
+    frozenset(
+        {"/", "/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc"}
+        | {"/openapi.json"}
+    )
+    | DOCS_ASSET_PATHS
 )
 # Where the verified client is kept: ``request.state.cds_client`` (see ``authenticated_client``).
 STATE_KEY = "cds_client"
 # A CDS Hooks JWT is well under 2 KB; refusing huge ones early keeps decoding cheap.
 MAX_TOKEN_CHARS = 16 * 1024
+REPLAY_UNAVAILABLE_CODE = "CDS-1503"
 
 
 class JwtAuthMiddleware:
@@ -58,9 +62,11 @@ class JwtAuthMiddleware:
         audience_bases: tuple[str, ...],
         extra_open_paths: frozenset[str] = frozenset(),
         refusals: RefusalLog | None = None,
+        proxy_login: ProxyLogin | None = None,
     ) -> None:
         self.app = app
         self.refusals = refusals or RefusalLog()
+        self._proxy_login = proxy_login
         self.verifier = verifier
         if not audience_bases:
             raise ValueError("JWT authentication needs at least one audience base URL")
@@ -79,7 +85,17 @@ class JwtAuthMiddleware:
         if path in OPEN_PATHS or self._extra_open(path):
             await self.app(scope, receive, send)
             return
-        client = await self._authenticate(scope, path)
+        if self._proxy_login is not None and self._proxy_login.user(scope, path):
+            await self.app(scope, receive, send)
+            return
+        try:
+            client = await self._authenticate(scope, path)
+        except ReplayStoreUnavailable:
+            # The token may be good, but we cannot tell whether it was used before: never
+            # accept it unchecked. 503 lets the EHR (and a load balancer) try again.
+            logger.error("JWT not checked: the replay store is unreachable; answered 503")
+            await _replay_check_unavailable(scope, receive, send)
+            return
         if client is None:
             await _unauthorized(scope, receive, send)
             return
@@ -135,5 +151,15 @@ async def _unauthorized(scope: Scope, receive: Receive, send: Send) -> None:
         "Authentication failed",
         401,
         headers={"WWW-Authenticate": "Bearer"},
+    )
+    await response(scope, receive, send)
+
+
+async def _replay_check_unavailable(scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem_response(
+        REPLAY_UNAVAILABLE_CODE,
+        "The service cannot check this call's token right now; retry shortly",
+        503,
+        headers={"Retry-After": "5"},
     )
     await response(scope, receive, send)

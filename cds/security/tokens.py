@@ -25,7 +25,7 @@ import jwt
 
 from cds.config import Settings, TrustedIssuer
 from cds.security.jwks import KeySource, RemoteJwks, StaticKeys, VerificationKey
-from cds.security.replay import JtiReplayCache
+from cds.security.replay import ReplayGuard
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +87,17 @@ class TokenVerifier:
         *,
         clock_skew_seconds: int,
         max_lifetime_seconds: int,
-        replay_cache: JtiReplayCache | None = None,
+        replay_guard: ReplayGuard,
     ) -> None:
         self._trusts: dict[str, list[_Trust]] = {}
         for trust in trusts:
             self._trusts.setdefault(trust.iss, []).append(trust)
         self.clock_skew_seconds = clock_skew_seconds
         self.max_lifetime_seconds = max_lifetime_seconds
-        self.replay_cache = replay_cache if replay_cache is not None else JtiReplayCache()
+        self.replay_guard = replay_guard
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TokenVerifier:
+    def from_settings(cls, settings: Settings, replay_guard: ReplayGuard) -> TokenVerifier:
         # One cache per JWKS URL: several tenants of one EHR vendor often share it.
         remote: dict[str, RemoteJwks] = {}
         trusts = [_resolve(issuer, remote) for issuer in settings.trusted_issuers]
@@ -105,6 +105,7 @@ class TokenVerifier:
             trusts,
             clock_skew_seconds=settings.jwt_clock_skew_seconds,
             max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
+            replay_guard=replay_guard,
         )
 
     def key_sources(self) -> list[KeySource]:
@@ -120,7 +121,12 @@ class TokenVerifier:
         trust = self._trust_for(iss, unverified.get("tenant"), kid)
         key = await self._key_for(trust, header, kid)
         claims = self._decode(token, key, header["alg"], audience, trust)
-        return self._accept(claims, trust, kid)
+        client = self._accept(claims, trust, kid)
+        # Last, so only fully verified tokens consume a jti; shared by every replica and worker.
+        expires_at = float(claims["exp"]) + self.clock_skew_seconds
+        if not await self.replay_guard.first_use(trust.iss, client.jti, expires_at):
+            raise TokenRejected("replayed jti", iss=trust.iss, kid=kid, suspicious=True)
+        return client
 
     def _trust_for(self, iss: Any, tenant: Any, kid: str) -> _Trust:
         candidates = self._trusts.get(iss) if isinstance(iss, str) else None
@@ -190,8 +196,6 @@ class TokenVerifier:
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:
             raise TokenRejected("jti not a non-empty string", iss=trust.iss, kid=kid)
-        if not self.replay_cache.first_use(trust.iss, jti, exp + self.clock_skew_seconds):
-            raise TokenRejected("replayed jti", iss=trust.iss, kid=kid, suspicious=True)
         sub = claims.get("sub")
         return CdsClient(
             iss=trust.iss,

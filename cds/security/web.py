@@ -10,7 +10,8 @@ Order, outermost first (Starlette runs the middleware added last first):
 2. Time limit: covers everything below it, the JWKS fetch and a slow body upload included.
 3. JWT authentication: needs only the headers, so it runs before a single body byte is read.
    An unauthenticated caller can neither make us buffer 10 MB nor, with ``Expect:
-   100-continue``, even get the server to ask for the body.
+   100-continue``, even get the server to ask for the body. The ``jti`` replay guard and
+   the per-issuer rate limit (429) keep their state in the shared store (all replicas).
 4. Content-Type: a POST body must be declared application/json (415 otherwise, body unread).
 5. Body limits (size, then JSON depth): buffer the body for callers we know.
 """
@@ -21,12 +22,16 @@ import logging
 from collections.abc import Callable
 
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from starlette.middleware.cors import CORSMiddleware
 
 from cds.config import Settings
+from cds.security import shared_state
 from cds.security.auth import JwtAuthMiddleware
 from cds.security.headers import JsonContentTypeMiddleware, SecurityHeadersMiddleware
 from cds.security.limits import BodyLimitMiddleware, RequestTimeoutMiddleware
+from cds.security.proxy_login import ProxyLogin
+from cds.security.ratelimit import RateLimitMiddleware
 from cds.security.refusals import RefusalLog
 from cds.security.tokens import TokenVerifier
 
@@ -64,7 +69,10 @@ def _install_auth(
         )
         return
     audience_bases = require_audience(settings)
-    verifier = TokenVerifier.from_settings(settings)
+    engine = shared_state.security_engine(settings)
+    app.state.security_engine = engine  # disposed by the app's lifespan (cds.app)
+    _install_rate_limit(app, settings, engine)  # added first: runs inside the JWT check
+    verifier = TokenVerifier.from_settings(settings, shared_state.replay_guard(settings, engine))
     # Kept on the app for operators and tests (key sources, replay cache size).
     app.state.token_verifier = verifier
     app.add_middleware(
@@ -73,6 +81,9 @@ def _install_auth(
         audience_bases=tuple(audience_bases),
         extra_open_paths=frozenset({"/governance"}) if settings.governance_open else frozenset(),
         refusals=RefusalLog(on_refusal=on_refusal),
+        proxy_login=ProxyLogin.build(
+            settings.governance_user_header, settings.governance_trusted_proxies
+        ),
     )
     logger.info("JWT authentication on: %d trusted issuer(s)", len(settings.trusted_issuers))
 
@@ -95,6 +106,20 @@ def require_audience(settings: Settings) -> list[str]:
             "KAP_CDS_ACCEPTED_AUDIENCES); tokens' aud is checked against it"
         )
     return bases
+
+
+def _install_rate_limit(app: FastAPI, settings: Settings, engine: Engine) -> None:
+    limiter = shared_state.rate_limiter(settings, engine)
+    if limiter is None:
+        logger.warning("per-issuer rate limit off (KAP_CDS_RATE_LIMIT_REQUESTS=0)")
+        return
+
+    def count_429(issuer: str) -> None:
+        runtime = getattr(app.state, "runtime", None)  # absent in apps built without create_app
+        if runtime is not None:
+            runtime.metrics.rate_limited_call(issuer)
+
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, on_limited=count_429)
 
 
 def _install_cors(app: FastAPI, settings: Settings) -> None:

@@ -37,6 +37,7 @@ class FakeEvaluator:
     calls: list[dict[str, Any]] = field(default_factory=list)
     error: Exception | None = None
     ruleset_info: dict[str, Any] = field(default_factory=lambda: dict(RULESET))
+    prefetch_templates: dict[str, str] = field(default_factory=dict)
     drugs: KapDrugs = field(
         default_factory=lambda: KapDrugs(
             ketamine=_value_set("VS-KETAMINE", "6130", "ketamine"),
@@ -69,13 +70,20 @@ class FakeAudit:
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     feedback: list[dict[str, Any]] = field(default_factory=list)
     is_healthy: bool = True
+    is_accepting: bool = True
     closed: bool = False
 
     def record_evaluation(self, **record: Any) -> None:
         self.evaluations.append(record)
 
-    def record_feedback(self, *, service_id: str, items: list[dict[str, Any]]) -> None:
-        self.feedback.append({"service_id": service_id, "items": items})
+    def record_feedback(self, *, service_id: str, items: list[dict[str, Any]], **who: Any) -> None:
+        self.feedback.append({"service_id": service_id, "items": items, **who})
+
+    def accepting(self) -> bool:
+        return self.is_accepting
+
+    def stats(self) -> dict[str, int]:
+        return {"pending_bytes": 0, "quarantined": 0}
 
     def healthy(self) -> bool:
         return self.is_healthy

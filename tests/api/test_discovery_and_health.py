@@ -89,3 +89,28 @@ def test_openapi_documents_the_request_models(client: TestClient) -> None:
         "$ref": "#/components/schemas/CdsRequest"
     }
     assert client.get("/docs").status_code == 200
+
+
+def test_readyz_says_tryout_mode(client: TestClient) -> None:
+    client.app.state.runtime.settings.open_tryout = True  # type: ignore[attr-defined]
+
+    body = client.get("/readyz").json()
+
+    assert body["auth"] == "open"
+    assert body["tryout"].startswith("TRY-OUT MODE (KAP_CDS_OPEN_TRYOUT=true)")
+
+
+def test_discovery_publishes_narrow_templates_unless_broad_is_set(
+    client: TestClient, evaluator: Any
+) -> None:
+    narrow = "Consent?patient={{context.patientId}}&status=active"
+    evaluator.prefetch_templates = {"consents": narrow}
+    services = client.get("/cds-services").json()["services"]
+    assert {s["prefetch"]["consents"] for s in services} == {narrow}
+    assert services[0]["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+
+    client.app.state.runtime.settings.prefetch_templates = "broad"  # type: ignore[attr-defined]
+    services = client.get("/cds-services").json()["services"]
+    assert {s["prefetch"]["consents"] for s in services} == {
+        "Consent?patient={{context.patientId}}"
+    }

@@ -39,7 +39,9 @@ def test_landing_page_links_discovery_docs_and_governance(client: TestClient) ->
 
 def test_landing_page_is_open_when_jwt_is_required(settings: Settings) -> None:
     issuer = TrustedIssuer(iss="https://ehr.example.org", jwks={"keys": []})
-    secured = settings.model_copy(update={"trusted_issuers": [issuer]})
+    secured = settings.model_copy(
+        update={"trusted_issuers": [issuer], "public_base_url": "http://testserver"}
+    )
     app = create_app(secured, evaluator=FakeEvaluator(), audit=FakeAudit())
     with TestClient(app) as client:
         assert client.get("/").status_code == 200

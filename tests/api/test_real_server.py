@@ -61,3 +61,36 @@ def test_open_service_refuses_a_public_address(settings: Settings) -> None:
 
     settings.trusted_issuers = [TrustedIssuer(iss="https://ehr.example.org", jwks={"keys": []})]
     check_bind(settings, "0.0.0.0")  # with JWT authentication any address is fine
+
+
+def test_tryout_switch_allows_open_on_every_interface(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.open_tryout = True
+    check_bind(settings, "0.0.0.0")  # the documented laptop try-out of the image
+    assert "TRY-OUT MODE" in caplog.text
+
+
+def test_serve_with_a_bad_rule_set_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "policy.yaml").write_text("not: [valid", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAP_CDS_")}
+    env |= {"KAP_CDS_STATE_DIR": str(tmp_path / "state"), "KAP_CDS_RULES_DIR": str(rules)}
+    done = subprocess.run(
+        [sys.executable, "-m", "cds", "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("kap-cds: rule set rejected: ")
+    assert "policy.yaml" in line

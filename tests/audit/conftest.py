@@ -53,6 +53,7 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
+        (tmp_path / "db").mkdir()  # kap-cds creates directories only in its state directory
         return f"sqlite:///{tmp_path / 'db' / 'audit.sqlite3'}"
     url: str = request.getfixturevalue("pg_url")
     return url
@@ -60,7 +61,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=db_url, spool_dir=tmp_path / "spool")
+    return Settings(database_url=db_url, spool_dir=tmp_path / "spool", state_dir=tmp_path)
 
 
 def open_fast(settings: Settings) -> AuditStore:

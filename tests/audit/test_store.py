@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
 import orjson
@@ -120,10 +118,9 @@ def test_feedback_that_arrives_before_its_card_is_linked_later(store: AuditStore
     assert fb["evaluation_id"] == column(store.engine, evaluations.c.id)[0]
 
 
-def test_record_never_raises_into_the_request(
-    store: AuditStore, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.ERROR, logger="cds.audit"):
+def test_a_record_that_cannot_be_built_fails_the_call(store: AuditStore) -> None:
+    """No silent 200 for a decision the trail does not keep: the error reaches the route (500)."""
+    with pytest.raises(AttributeError):
         store.record_evaluation(
             service_id="kap-order-sign",
             hook="order-sign",
@@ -133,7 +130,6 @@ def test_record_never_raises_into_the_request(
             evaluation=None,  # type: ignore[arg-type]
             latency_ms=1.0,
         )
-    assert "could not be built" in caplog.text
 
 
 def test_spool_file_is_named_with_the_pid_and_emptied_when_written(
@@ -156,7 +152,6 @@ def test_database_outage_loses_nothing_and_writes_everything_once(
     dead = dead_engine(db_url, tmp_path)
     store.writer.engine = dead  # the database goes away mid-run
     instances, card_uuids = [], []
-    started = time.perf_counter()
     for i in range(200):
         ev = f.evaluation("KAP-CI-010", "KAP-DR-001")
         instance = f"outage-{i}"
@@ -174,8 +169,6 @@ def test_database_outage_loses_nothing_and_writes_everything_once(
         )
         instances.append(instance)
         card_uuids.extend(c.uuid for c in ev.cards)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 1.0, "recording must not wait on the dead database"
 
     assert wait_for(lambda: store.writer.failures > 0)
     assert not store.healthy()

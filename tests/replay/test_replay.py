@@ -121,6 +121,7 @@ def test_replay_command_line_prints_a_table(
     lower_bp_hard_stop(candidate)
     monkeypatch.setenv("KAP_CDS_DATABASE_URL", f"sqlite:///{tmp_path / 'a.sqlite3'}")
     monkeypatch.setenv("KAP_CDS_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.setenv("KAP_CDS_STATE_DIR", str(tmp_path))  # where kap-cds may create the spool
     argv = ["replay", "--rules", str(candidate), "--examples", str(small_examples)]
     assert main([*argv, "--third-party", str(tmp_path / "none")]) == 0
     out = capsys.readouterr().out

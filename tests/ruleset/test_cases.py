@@ -48,3 +48,12 @@ def test_cases_name_known_rules(evaluator: RuleEvaluator) -> None:
     for case in CASES:
         named = set(case.case.expect) | set(case.case.absent)
         assert named <= set(evaluator.ruleset.rules), f"{case.path}: unknown rule ids"
+
+
+@pytest.mark.parametrize("loaded", CASES, ids=[f"{c.rule_id}/{c.name}" for c in CASES])
+def test_case_with_narrow_prefetch(
+    loaded: LoadedCase, evaluator: RuleEvaluator, settings: Settings
+) -> None:
+    """The same result when the EHR sends only what discovery's narrow templates ask for."""
+    outcome = run_case(loaded, evaluator, settings, EXAMPLES, narrow=evaluator.prefetch_templates)
+    assert outcome.passed, f"{loaded.path.name}: {outcome.problems}; fired {outcome.fired}"

@@ -53,3 +53,8 @@ def client(inline_settings: Settings) -> Iterator[TestClient]:
 def jwks_server(es384: SigningKey) -> Iterator[JwksServer]:
     with serve_jwks(es384) as server:
         yield server
+
+
+# The audit store's database fixtures: the replay guard and the rate limit live in that store,
+# so their tests run on SQLite and on PostgreSQL like the audit tests.
+from audit.conftest import db_url, pg_url  # noqa: E402,F401

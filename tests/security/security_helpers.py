@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import threading
 import time
 import uuid
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -101,10 +103,14 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def make_settings(**values: Any) -> Settings:
-    """Settings for the security tests: the test client's base URL is the token audience, and
-    the loopback JWKS server speaks plain http."""
+    """Settings for the security tests: the test client's base URL is the token audience, the
+    loopback JWKS server speaks plain http, and a private SQLite store holds the replay guard and
+    rate limit."""
     values.setdefault("public_base_url", BASE)
     values.setdefault("allow_insecure_jwks_url", True)
+    state = Path(tempfile.mkdtemp(prefix="kap-cds-security-"))
+    values.setdefault("database_url", f"sqlite:///{state / 'audit.sqlite3'}")
+    values.setdefault("spool_dir", state / "spool")
     return Settings(**values)
 
 

@@ -13,6 +13,7 @@ from cds.config import TrustedIssuer
 from cds.security.auth import JwtAuthMiddleware
 from cds.security.headers import JsonContentTypeMiddleware, SecurityHeadersMiddleware
 from cds.security.limits import BodyLimitMiddleware, RequestTimeoutMiddleware
+from cds.security.ratelimit import RateLimitMiddleware
 from cds.security.web import install
 
 
@@ -31,6 +32,7 @@ def test_middleware_order_outermost_first(es384: SigningKey) -> None:
         CORSMiddleware,
         RequestTimeoutMiddleware,
         JwtAuthMiddleware,
+        RateLimitMiddleware,  # inside the JWT check: counts verified issuers only
         JsonContentTypeMiddleware,
         BodyLimitMiddleware,
     ]

@@ -25,6 +25,7 @@ app_module = pytest.importorskip("cds.app")
 
 class FakeEvaluator:
     ruleset_info: dict[str, Any] = {"digest": "sha256:test", "rules": 1, "version": "0"}
+    prefetch_templates: dict[str, str] = {}
 
 
 class FakeAudit:
@@ -34,11 +35,17 @@ class FakeAudit:
     def record_evaluation(self, **kwargs: Any) -> None:
         pass
 
-    def record_feedback(self, *, service_id: str, items: list[dict[str, Any]]) -> None:
+    def record_feedback(self, *, service_id: str, items: list[dict[str, Any]], **who: Any) -> None:
         self.feedback.extend(items)
 
     def healthy(self) -> bool:
         return True
+
+    def accepting(self) -> bool:
+        return True
+
+    def stats(self) -> dict[str, int]:
+        return {}
 
     def close(self) -> None:
         pass
@@ -51,7 +58,7 @@ def audit() -> FakeAudit:
 
 @pytest.fixture
 def real_client(es384: SigningKey, audit: FakeAudit) -> Iterator[TestClient]:
-    settings = make_settings(
+    settings = make_settings(  # a private SQLite store for the replay guard and rate limit
         trusted_issuers=[TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]})], max_json_depth=16
     )
     app = app_module.create_app(settings, evaluator=FakeEvaluator(), audit=audit)

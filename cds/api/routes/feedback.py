@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from cds.api.deps import AuditDep, MetricsDep, RuntimeDep, SettingsDep
 from cds.hooks.models import FeedbackRequest, InvalidField, json_object, validate_as
 from cds.hooks.registry import service
+from cds.security.auth import authenticated_client
 
 router = APIRouter(tags=["feedback"])
 
@@ -43,7 +46,15 @@ async def record_feedback(
     _check_item_count(raw.get("feedback"), settings.max_feedback_items)
     feedback = validate_as(FeedbackRequest, raw)
     items = [item.model_dump(mode="json", exclude_none=True) for item in feedback.feedback]
-    audit.record_feedback(service_id=descriptor.id, items=items)
+    # Synced before we answer (see services.py); 503 when it cannot be kept.
+    await run_in_threadpool(
+        partial(
+            audit.record_feedback,
+            service_id=descriptor.id,
+            items=items,
+            caller=authenticated_client(request),
+        )
+    )
     rules = await asyncio.to_thread(
         runtime.card_rules.rules_for,
         (i.card for i in feedback.feedback),

@@ -28,6 +28,7 @@ from cds.hooks.cards import CardsResponse
 from cds.hooks.models import ParsedCall, parse_call
 from cds.hooks.registry import ServiceDescriptor, service
 from cds.pipeline_types import Evaluation, PatientData
+from cds.security.auth import authenticated_client
 
 router = APIRouter(tags=["services"])
 
@@ -37,7 +38,10 @@ ERRORS_DOC: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed or invalid request (OperationOutcome names the field)"},
     404: {"description": "Unknown service id"},
     412: {"description": "Required prefetch data unavailable (OperationOutcome names the key)"},
-    503: {"description": "Busy or past the request deadline; retry after Retry-After seconds"},
+    503: {
+        "description": "Busy or past the request deadline, or the decision could not be recorded "
+        "in the audit trail (then not answered); retry after Retry-After seconds"
+    },
 }
 
 
@@ -101,7 +105,9 @@ async def call_service(
         )
         body = await slot.run(_cards_body, evaluation)
         latency_ms = (perf_counter() - started) * 1000
-        # In the pool too: sealing the archived inputs and writing the spool are blocking work.
+        # In the pool too: the record is synced to disk (or written to the database) before we
+        # answer, and sealing the archived inputs is blocking work. Raises AuditUnavailable (503)
+        # when it cannot be kept: no answer for a decision that is not in the audit trail.
         await slot.run(
             audit.record_evaluation,
             service_id=descriptor.id,
@@ -111,6 +117,8 @@ async def call_service(
             data=data,
             evaluation=evaluation,
             latency_ms=latency_ms,
+            caller=authenticated_client(request),
+            user_id=_user_id(call),
             # Kept only when the site turned the encrypted input archive on (for replay).
             inputs=ArchivedInputs(
                 descriptor.id,
@@ -147,6 +155,11 @@ def _count_fallbacks(
 
 def _cards_body(evaluation: Evaluation) -> bytes:
     return orjson.dumps(CardsResponse(cards=evaluation.cards).to_json())
+
+
+def _user_id(call: ParsedCall) -> str | None:
+    user_id = call.context.get("userId")
+    return user_id if isinstance(user_id, str) else None
 
 
 def _patient_id(call: ParsedCall) -> str | None:
