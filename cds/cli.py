@@ -181,7 +181,7 @@ def _ruleset(settings: Settings) -> Any:
     from cds.ruleset.loader import load_ruleset
 
     with progress.status(f"loading the rule set from {settings.rules_dir}"):
-        return load_ruleset(settings.rules_dir, settings.policy_file)
+        return load_ruleset(settings.rules_dir, settings.policy_file, settings.valueset_overlay)
 
 
 def cmd_rules_lint(args: argparse.Namespace) -> int:
@@ -193,10 +193,12 @@ def cmd_rules_lint(args: argparse.Namespace) -> int:
     with progress.status("compiling every rule"):
         RuleEvaluator(ruleset, settings.facility_zone)
     problems = version_problems(ruleset, read_catalog(ruleset.directory))
-    if not catalog_is_current(ruleset) and not settings.policy_file:
+    site_changes = settings.policy_file or settings.valueset_overlay
+    if not catalog_is_current(ruleset) and not site_changes:
         problems.append(f"{ruleset.directory / 'CATALOG.json'} is stale: run `make catalog`")
     for problem in problems:
         print(problem, file=sys.stderr)
+    _print_local_only(ruleset)
     drafts = [r.id for r in (s.rule for s in ruleset.rules.values()) if r.status != "active"]
     print(
         f"{len(ruleset.rules)} rules ({len(ruleset.active_rules)} active"
@@ -204,6 +206,22 @@ def cmd_rules_lint(args: argparse.Namespace) -> int:
         f"{len(ruleset.valuesets)} value sets, digest {ruleset.digest}"
     )
     return EXIT_FAILED if problems else 0
+
+
+def _print_local_only(ruleset: Any) -> None:
+    """Rules an EHR can only quiet by recording a local code: a site maps its own codes for
+    them in its value-set overlay (KAP_CDS_VALUESET_OVERLAY)."""
+    from cds.ruleset.local_only import local_only_needs
+
+    listed = [
+        (rule.id, needs)
+        for rule in ruleset.active_rules
+        if (needs := local_only_needs(rule, ruleset.valueset_files))
+    ]
+    if listed:
+        print("rules that only a local code can satisfy (map site codes in the overlay):")
+    for rule_id, needs in listed:
+        print(f"  {rule_id}: {'; '.join(needs)}")
 
 
 def cmd_rules_catalog(args: argparse.Namespace) -> int:

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
 
     rules_dir: Path = DEFAULT_RULES_DIR
     policy_file: Path | None = None
+    # A site's own codes merged into the shipped value sets (a YAML file or a directory).
+    valueset_overlay: Path | None = None
     # IANA zone of the clinic: every "same day", "today" and calendar-day interval is judged in
     # it (catalog 3.2). Required outside development (``kap-cds serve`` refuses to start
     # without it unless it runs open on loopback); unset, days are UTC days and the service says

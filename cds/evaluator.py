@@ -56,6 +56,9 @@ REQUIRED_VALUESETS = (
     "VS-MDD-SI",
     "VS-INFERTILITY",
     "VS-HYSTERECTOMY",
+    "VS-REMS-PATIENT-ID",
+    "VS-CONSENT-REMS",
+    "VS-PUERPERIUM",
 )
 
 
@@ -224,7 +227,7 @@ def _engine_name(hook: str) -> str:
 
 
 def build_evaluator(settings: Settings) -> RuleEvaluator:
-    ruleset = load_ruleset(settings.rules_dir, settings.policy_file)
+    ruleset = load_ruleset(settings.rules_dir, settings.policy_file, settings.valueset_overlay)
     return RuleEvaluator(ruleset, settings.facility_zone)
 
 

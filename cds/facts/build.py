@@ -20,6 +20,7 @@ from cds.facts import (
     procedures,
     quality,
     reproductive,
+    review,
     vitals,
     weight,
 )
@@ -43,6 +44,7 @@ BUILDERS: tuple[tuple[str, Builder], ...] = (
     ("history", history.build),  # KAP sessions and courses
     ("dosing_day", dosing_day.build),  # dosing_session, intake, escort
     ("quality", quality.build),  # consent, rems, visits, depression score, LFTs
+    ("review", review.build),  # long-term exposure review documented
     ("gaps", gaps.build_gaps),
 )
 

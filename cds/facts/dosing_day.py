@@ -20,6 +20,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cds.facts import stability
 from cds.facts.context import FactContext
 from cds.facts.drugs import KapDrugs
 from cds.facts.fhir import (
@@ -180,15 +181,6 @@ def monitoring_missing(
     return [item for item, ok in checks if not ok]
 
 
-def _stability_documented(ctx: FactContext, start: datetime) -> bool:
-    """A "clinically stable" assessment after the first dose and by T0 (an assessment from
-    before the dose says nothing about the patient's post-dose state)."""
-    return any(
-        start <= o.when <= ctx.t0 and o.resource.get("valueBoolean") is True
-        for o in observations(ctx, "VS-POST-DOSE-STABLE")
-    )
-
-
 def build_dosing_session(ctx: FactContext) -> list[Fact]:
     if ctx.plan is None or ctx.phase not in ("session", "discharge"):
         return []
@@ -202,6 +194,7 @@ def build_dosing_session(ctx: FactContext) -> list[Fact]:
     bps = bp_times(ctx, since=day_start)
     spo2 = [o.when for o in observations(ctx, "VS-SPO2", since=day_start)]
     missing = monitoring_missing(session, ctx.t0, bps, spo2, policy, tz)
+    stable = stability.assess(ctx, session.start, observe_until(session, policy))
     return [
         {
             "t": "dosing_session",
@@ -213,7 +206,8 @@ def build_dosing_session(ctx: FactContext) -> list[Fact]:
             "minutes_since_end": minutes_between(session.end, ctx.t0),
             "observe_until_display": display_time(observe_until(session, policy), tz),
             "clearance_display": display_time(max(clearance(s, policy, tz) for s in sessions), tz),
-            "stability_documented": _stability_documented(ctx, session.start),
+            "stability_documented": stable.documented,
+            "stability_display": stable.display,
             "post_dose_vitals": any(session.start < b <= ctx.t0 for b in bps),
             "monitoring_missing": ", ".join(missing) or None,  # absent = complete
             "at_home": session.at_home,

@@ -22,11 +22,14 @@ from zoneinfo import ZoneInfo
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from cds.ruleset.valuesets import SYSTEM_ALIASES
+
 Resource = dict[str, Any]
 
 
 def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
-    """(system, code, display) of every coding in a CodeableConcept (raw JSON).
+    """(system, code, display) of every coding in a CodeableConcept (raw JSON); the system as its
+    canonical URI (an HL7 OID alias reads as the URI the value sets use).
 
     Reads through shape deviations (a list of concepts where R4 has one, one object for
     ``coding``) so that such a resource is still found by its code; the rules then validate it,
@@ -36,8 +39,9 @@ def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]
         found = one.get("coding") if isinstance(one, dict) else None
         for coding in (found,) if isinstance(found, dict) else found or ():
             if isinstance(coding, dict):
+                system = _text(coding.get("system"))
                 yield (
-                    _text(coding.get("system")),
+                    SYSTEM_ALIASES.get(system, system) if system else None,
                     _text(coding.get("code")),
                     _text(coding.get("display")),
                 )

@@ -29,10 +29,10 @@ from cds.facts.labs import (
     Candidate,
     base_fact,
     candidates,
-    coded_in,
     quantity,
     valid_newest_first,
 )
+from cds.facts.rems import build_rems
 
 Fact = dict[str, Any]
 
@@ -189,25 +189,6 @@ def _scope(consent: Resource, ctx: FactContext) -> _Scope:
                 if system == SNOMED and code in ROUTE_CODES:
                     routes.add(ROUTE_CODES[code])
     return _Scope(frozenset(drugs), frozenset(routes))
-
-
-# ---- REMS (KAP-QUAL-003) ------------------------------------------------------------------
-
-
-def build_rems(ctx: FactContext) -> list[Fact]:
-    newest = next(valid_newest_first(ctx, candidates(ctx, ("VS-REMS-ENROLLED",))), None)
-    # The newest record decides: an enrollment later documented as ended no longer counts.
-    if newest is None or not _affirmative(newest.resource, ctx):
-        return []
-    return [
-        {"t": "rems", "date_display": display_date(newest.at, ctx.tz), "ref": ref(newest.resource)}
-    ]
-
-
-def _affirmative(observation: Resource, ctx: FactContext) -> bool:
-    return observation.get("valueBoolean") is True or coded_in(
-        observation.get("valueCodeableConcept"), ctx, "VS-ANSWER-YES"
-    )
 
 
 # ---- visits (KAP-QUAL-004/005) ------------------------------------------------------------

@@ -2,12 +2,20 @@
 
 Both collect dated pieces of evidence (status observations, hCG results, Conditions, end-of-
 pregnancy events) and keep the newest within the policy look-back: newer evidence supersedes
-older, so a negative test after a positive one means "not pregnant".
+older, so a negative test after a positive one means "not pregnant". Two exceptions:
+
+* a pregnancy status answered "not pregnant" or "unknown" (what the patient reports) does not
+  refute a positive hCG: only a negative test or a recorded end of pregnancy does;
+* a puerperium diagnosis (ICD-10-CM "... complicating the puerperium", VS-PUERPERIUM) says the
+  pregnancy has ended, although its O-code is in the pregnancy chapter.
+
+A breastfeeding status answered in words ("yes", "not breastfeeding") is read like a coded one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +46,8 @@ class Evidence:
     at: datetime
     source: str
     ref: str
+    kind: str = "record"  # test (hCG), report (status answer), record (conditions, events)
+    note: str = ""  # a later answer that did not refute this evidence, in words
 
 
 def _newest(items: list[Evidence]) -> Evidence | None:
@@ -96,12 +106,12 @@ def _is_current(condition: Resource, ctx: FactContext) -> bool:
 def _pregnancy_ends(ctx: FactContext) -> list[Evidence]:
     """Delivery, loss or termination (conditions and completed procedures): not pregnant then."""
     ends = []
-    for condition in _usable_conditions(ctx, "VS-PREGNANCY-END"):
-        at = _asserted_at(condition, ctx)
-        if at is not None:
-            ends.append(
-                Evidence("not-pregnant", at, _label(condition, "end of pregnancy"), ref(condition))
-            )
+    for vs_id in ("VS-PREGNANCY-END", "VS-PUERPERIUM"):
+        for condition in _usable_conditions(ctx, vs_id):
+            at = _asserted_at(condition, ctx)
+            if at is not None:
+                label = _label(condition, "end of pregnancy")
+                ends.append(Evidence("not-pregnant", at, label, ref(condition)))
     for procedure in ctx.in_code_valueset("Procedure", "VS-PREGNANCY-END-PROCEDURE"):
         if procedure.get("status") != "completed":
             continue
@@ -155,16 +165,40 @@ def _quantitative_hcg(observation: Resource, ctx: FactContext) -> str | None:
 
 
 def _pregnancy_observations(ctx: FactContext, lookback: float) -> list[Evidence]:
-    """The newest observation that says something (older ones cannot win anyway)."""
+    """The newest test and the newest status answer that say something (older ones of the same
+    kind cannot win)."""
     found = candidates(
         ctx, ("VS-PREGNANCY-STATUS", "VS-HCG-QUALITATIVE", "VS-HCG-QUANTITATIVE"), lookback
     )
+    newest: dict[str, Evidence] = {}
     for candidate in valid_newest_first(ctx, found):
+        kind = "report" if candidate.vs_id == "VS-PREGNANCY-STATUS" else "test"
+        if kind in newest:
+            continue
         status = _status_observation(candidate.resource, candidate.vs_id, ctx)
         if status is not None:
             source = _label(candidate.resource, "pregnancy test")
-            return [Evidence(status, candidate.at, source, ref(candidate.resource))]
-    return []
+            newest[kind] = Evidence(status, candidate.at, source, ref(candidate.resource), kind)
+        if len(newest) == 2:
+            break
+    return list(newest.values())
+
+
+def _decide(evidence: list[Evidence], ctx: FactContext) -> Evidence | None:
+    """Newest wins, except that a status answer of "not pregnant" or "unknown" does not refute
+    a positive test: the test stands until a negative test or an end of pregnancy."""
+    newest = _newest(evidence)
+    if newest is None or newest.kind != "report" or newest.status == "pregnant":
+        return newest
+    without_reports = _newest([e for e in evidence if e.kind != "report"])
+    if without_reports is None or without_reports.kind != "test":
+        return newest
+    if without_reports.status != "pregnant":
+        return newest
+    said = "not pregnant" if newest.status == "not-pregnant" else "unknown"
+    when = display_date(newest.at, ctx.tz)
+    note = f" Pregnancy status answered {said} on {when}: an answer does not refute a test."
+    return replace(without_reports, note=note)
 
 
 @dataclass(frozen=True)
@@ -182,6 +216,8 @@ def _pregnancy_conditions(
         onset, at = condition_onset(condition, ctx.tz), _asserted_at(condition, ctx)
         if onset is None or at is None or not _is_current(condition, ctx):
             continue
+        if ctx.in_valueset(condition.get("code"), "VS-PUERPERIUM"):
+            continue  # after the delivery: an end of pregnancy, counted in _pregnancy_ends
         if any(end.at >= onset for end in ends):
             continue  # delivered / ended after this pregnancy began
         item = Evidence("pregnant", at, _label(condition, "pregnancy diagnosis"), ref(condition))
@@ -206,7 +242,7 @@ def build_pregnancy(ctx: FactContext) -> list[Fact]:
     conditions = _pregnancy_conditions(ctx, ends, earliest)
     evidence = [e for e in ends if e.at >= earliest]
     evidence += conditions.recent + _pregnancy_observations(ctx, lookback)
-    newest = _newest(evidence)
+    newest = _decide(evidence, ctx)
     # A stale entry is worth a look unless newer evidence already says "not pregnant".
     stale = _newest(conditions.stale) if newest is None or newest.status != "not-pregnant" else None
     if newest is not None:
@@ -219,6 +255,7 @@ def build_pregnancy(ctx: FactContext) -> list[Fact]:
         {
             **_fact("pregnancy", shown, ctx),
             "source_display": shown.source,
+            "later_answer_display": shown.note,
             "stale_condition": stale is not None,
         }
     ]
@@ -237,8 +274,34 @@ def _breastfeeding_answer(observation: Resource, vs_id: str, ctx: FactContext) -
         return "yes"
     if observation.get("valueBoolean") is True:
         return "yes"
+    worded = _worded_answer(observation)
+    if worded is not None:
+        return worded
     # An observation coded "Breastfeeding (mother)" with no answer is itself the finding.
     return "yes" if vs_id == "VS-BREASTFEEDING" and value is None else None
+
+
+_NO_WORDS = re.compile(
+    r"\b(no|n|not|never|none|denies|stopped|weaned|formula[- ]fed|formula only)\b", re.IGNORECASE
+)
+_YES_WORDS = re.compile(
+    r"\b(yes|y|breast[- ]?feeding|nursing|lactating|pumping|expressing|chestfeeding)\b",
+    re.IGNORECASE,
+)
+
+
+def _worded_answer(observation: Resource) -> str | None:
+    """An answer given in words: valueString, or a valueCodeableConcept with text and no coding
+    we know. A negation wins ("not breastfeeding", "no longer nursing")."""
+    value = observation.get("valueCodeableConcept")
+    text = observation.get("valueString")
+    if not isinstance(text, str):
+        text = concept_text(value) if isinstance(value, dict) else ""
+    if not text.strip():
+        return None
+    if _NO_WORDS.search(text):
+        return "no"
+    return "yes" if _YES_WORDS.search(text) else None
 
 
 def _breastfeeding_observations(ctx: FactContext, lookback: float) -> list[Evidence]:

@@ -257,6 +257,11 @@ _TYPES = [
             "days_ago": _n("days before T0", sample="999"),
             "stale_condition": _b("an active pregnancy Condition older than the look-back"),
             "source_display": _s("what the evidence is", sample="x" * 40),
+            "later_answer_display": _s(
+                "a sentence on a later status answer that does not refute a positive test, or "
+                "empty",
+                sample="x" * 90,
+            ),
             "date_display": _s("when", sample=DATE),
             "ref": REF,
         },
@@ -345,7 +350,13 @@ _TYPES = [
             "minutes_since_end": _n("minutes from last administration end to T0", sample="9999"),
             "observe_until_display": _s("earliest discharge by policy", sample=DATETIME),
             "clearance_display": _s("driving clearance time by policy", sample=DATETIME),
-            "stability_documented": _b("a post-dose stability assessment is recorded"),
+            "stability_documented": _b(
+                "post-dose stability is documented: an assessment, or vital signs through the "
+                "end of the monitoring period"
+            ),
+            "stability_display": _s(
+                "what shows stability, or why it is not shown", sample="x" * 90
+            ),
             "post_dose_vitals": _b("at least one BP after the first administration"),
             "monitoring_missing": _s(
                 "monitoring items not documented, comma separated", sample="x" * 60
@@ -414,9 +425,24 @@ _TYPES = [
         },
     ),
     FactType(
+        "exposure_review",
+        "The long-term exposure review documented within long_term_review_quiet_days: a review "
+        "record, or a urinalysis and a cognitive screening both in the window.",
+        {
+            "days_ago": _n("days since the review (the older screening)", sample="999"),
+            "date_display": _s("review date", sample=DATE),
+            "source": _s("what documents it", sample="x" * 40),
+            "ref": REF,
+        },
+    ),
+    FactType(
         "rems",
         "SPRAVATO REMS patient enrollment documented. Present only when enrolled.",
-        {"date_display": _s("when documented", sample=DATE), "ref": REF},
+        {
+            "date_display": _s("when documented (absent: an undated REMS patient ID)", sample=DATE),
+            "source": _s("which record shows it", sample="x" * 30),
+            "ref": REF,
+        },
     ),
     FactType(
         "visit",

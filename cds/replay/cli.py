@@ -40,10 +40,14 @@ class ReplayOptions:
 def replay_command(settings: Settings, options: ReplayOptions, out: TextIO) -> int:
     try:
         baseline = RuleEvaluator(
-            load_ruleset(settings.rules_dir, settings.policy_file), settings.facility_zone
+            load_ruleset(settings.rules_dir, settings.policy_file, settings.valueset_overlay),
+            settings.facility_zone,
         )
         candidate = RuleEvaluator(
-            load_ruleset(options.candidate_rules, options.candidate_policy),
+            # The site's code mapping is the same for both: only the rules are compared.
+            load_ruleset(
+                options.candidate_rules, options.candidate_policy, settings.valueset_overlay
+            ),
             settings.facility_zone,
         )
         label, inputs = _inputs(settings, options)

@@ -44,7 +44,7 @@ def report_text(
     if fmt not in ("html", "md"):
         raise UsageError(f"--format must be html or md, not {fmt!r}")
     start = parse_instant(since, "--since")
-    ruleset = load_ruleset(settings.rules_dir, settings.policy_file)
+    ruleset = load_ruleset(settings.rules_dir, settings.policy_file, settings.valueset_overlay)
     data = ReportInput(
         ruleset,
         datetime.now(UTC),

@@ -6,6 +6,7 @@ rule id, the field and the reason. Nothing is parsed per request.
 Layout of a rule set directory::
 
     policy.yaml               POLICY thresholds and switches (site overrides: KAP_CDS_POLICY_FILE)
+                              (site codes for value sets: KAP_CDS_VALUESET_OVERLAY, merged here)
     override-reasons.yaml     the override reason codes cards may offer
     valuesets/VS-*.yaml       value sets
     <family>/KAP-*.yaml       one rule per file, in a folder per family
@@ -27,7 +28,7 @@ from cds.ruleset.compiler import CompiledVariant, ConditionError, compile_varian
 from cds.ruleset.model import HOOKS, RuleFile
 from cds.ruleset.policy import Policy, load_policy
 from cds.ruleset.templates import TemplateError, check_variant_templates
-from cds.ruleset.valuesets import ValueSet, ValueSetFile, load_valuesets
+from cds.ruleset.valuesets import ValueSet, ValueSetFile, apply_overlay, load_valuesets
 
 RULESET_VERSION = "1"  # bump when the rule-file format changes incompatibly
 # Statuses the engine runs. Shadow rules run like active ones; the evaluator keeps their cards
@@ -76,11 +77,16 @@ class LoadedRuleSet:
         return source is not None and source.rule.status == "shadow"
 
 
-def load_ruleset(directory: Path, policy_file: Path | None = None) -> LoadedRuleSet:
+def load_ruleset(
+    directory: Path, policy_file: Path | None = None, valueset_overlay: Path | None = None
+) -> LoadedRuleSet:
     directory = directory.resolve()
     if not directory.is_dir():
         raise RuleLoadError(str(directory), None, None, "rule set directory does not exist")
     valuesets, valueset_files = load_valuesets(directory / "valuesets")
+    if valueset_overlay is not None:
+        # The merged sets go into the digest: a card names the site mapping that produced it.
+        valuesets, valueset_files = apply_overlay(valueset_files, valueset_overlay)
     policy = load_policy(directory / "policy.yaml", policy_file)
     reasons = _load_override_reasons(directory / "override-reasons.yaml")
     rules = _load_rules(directory)

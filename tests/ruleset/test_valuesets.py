@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cds.errors import RuleLoadError
-from cds.ruleset.valuesets import ValueSet, ValueSetFile, load_valuesets
+from cds.ruleset.valuesets import ValueSet, ValueSetFile, canonical_system, load_valuesets
 
 VS_DIR = Path(__file__).resolve().parents[2] / "rules" / "valuesets"
 
@@ -32,11 +32,12 @@ CONDITIONS = {
     "VS-PSYCHOSIS",
     "VS-MANIA",
     "VS-BIPOLAR",
+    "VS-MI",
+    "VS-PUERPERIUM",
     "VS-HTN",
     "VS-HTN-CRISIS",
     "VS-CARDIAC-ACUTE",
     "VS-CARDIAC-CHRONIC",
-    "VS-MI",
     "VS-ICP",
     "VS-HTN-ENCEPHALOPATHY",
     "VS-STROKE-ISCHEMIC",
@@ -114,8 +115,11 @@ ANSWERS = {
 }
 PROCEDURES = {"VS-PREGNANCY-END-PROCEDURE", "VS-THYROID-ABLATION", "VS-HYSTERECTOMY"}
 VISITS = {"VS-KAP-DOSING", "VS-KAP-PREPARATION", "VS-KAP-INTEGRATION"}
-CONSENT = {"VS-CONSENT-KAP", "VS-CONSENT-SCOPE-TREATMENT"}
+CONSENT = {"VS-CONSENT-KAP", "VS-CONSENT-SCOPE-TREATMENT", "VS-CONSENT-REMS"}
+IDENTIFIERS = {"VS-REMS-PATIENT-ID"}
+REVIEWS = {"VS-EXPOSURE-REVIEW", "VS-URINALYSIS", "VS-COGNITIVE-SCREEN"}
 ALL_IDS = DRUGS | CONDITIONS | MEDICATIONS | OBSERVATIONS | ANSWERS | PROCEDURES | VISITS | CONSENT
+ALL_IDS |= IDENTIFIERS | REVIEWS
 
 
 @pytest.fixture(scope="module")
@@ -342,7 +346,9 @@ def test_known_verify_codes_are_marked(vs: dict[str, ValueSet]) -> None:
 def test_names_only_on_drug_and_medication_sets(sources: dict[str, ValueSetFile]) -> None:
     for vs_id, src in sources.items():
         if src.names:
-            assert vs_id in DRUGS | MEDICATIONS, vs_id
+            # Beside drugs, only records that have no standard code and that EHRs label in
+            # text: the REMS patient ID type and the REMS enrollment form.
+            assert vs_id in DRUGS | MEDICATIONS | {"VS-REMS-PATIENT-ID", "VS-CONSENT-REMS"}, vs_id
     for vs_id in DRUGS | MEDICATIONS:
         assert sources[vs_id].names, f"{vs_id} needs ingredient/brand names for SCD/SBD codes"
 
@@ -375,6 +381,8 @@ def test_valid_systems_only(sources: dict[str, ValueSetFile]) -> None:
         V2_0136,
         V3_INTERP,
         CONSENT_SCOPE,
+        "urn:kap-cds:identifier-type",
+        "http://www.ama-assn.org/go/cpt",
     }
     for vs_id, src in sources.items():
         for entry in [*src.include, *src.exclude]:
@@ -438,3 +446,70 @@ def test_the_good_minimal_file_loads(tmp_path: Path) -> None:
     _write(tmp_path, "VS-OK.yaml", "id: VS-OK\ntitle: t\ndescription: d\ninclude:\n" + GOOD_ENTRY)
     compiled, _ = load_valuesets(tmp_path)
     assert compiled["VS-OK"].matches_coding(LNC, "8480-6")
+
+
+# --- code-system aliases and shipped << expansions ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("alias", "canonical"),
+    [
+        ("urn:oid:2.16.840.1.113883.6.90", ICD),
+        ("2.16.840.1.113883.6.90", ICD),
+        ("urn:oid:2.16.840.1.113883.6.96", SCT),
+        ("urn:oid:2.16.840.1.113883.6.1", LNC),
+        ("urn:oid:2.16.840.1.113883.6.88", RX),
+        ("urn:oid:2.16.840.1.113883.6.12", "http://www.ama-assn.org/go/cpt"),
+        (SCT, SCT),
+        ("http://example.org/local", "http://example.org/local"),
+    ],
+)
+def test_known_system_aliases_read_as_the_canonical_uri(alias: str, canonical: str) -> None:
+    assert canonical_system(alias) == canonical
+
+
+def test_icd10cm_under_its_oid_matches_the_value_set(vs: dict[str, ValueSet]) -> None:
+    assert vs["VS-BIPOLAR"].matches_coding("urn:oid:2.16.840.1.113883.6.90", "F31.81")
+    assert not vs["VS-BIPOLAR"].matches_coding("urn:oid:2.16.840.1.113883.6.90", "F32.9")
+    # An OID of another code system is not ICD-10-CM.
+    assert not vs["VS-BIPOLAR"].matches_coding("urn:oid:2.16.840.1.113883.6.3", "F31.81")
+
+
+@pytest.mark.parametrize(
+    ("vs_id", "descendant", "outsider"),
+    [
+        ("VS-BIPOLAR", "83225003", "66344007"),  # bipolar II / recurrent major depression
+        ("VS-MI", "401303003", "53741008"),  # acute STEMI / coronary arteriosclerosis
+        ("VS-PSYCHOSIS", "64905009", "35489007"),  # paranoid schizophrenia / depressive disorder
+    ],
+)
+def test_snomed_descendants_are_matched_from_the_shipped_expansion(
+    vs: dict[str, ValueSet], vs_id: str, descendant: str, outsider: str
+) -> None:
+    assert vs[vs_id].matches_coding(SCT, descendant)
+    assert not vs[vs_id].matches_coding(SCT, outsider)
+
+
+def test_every_expansion_names_its_source_and_date(sources: dict[str, ValueSetFile]) -> None:
+    expanded = {vs_id: src.expansions for vs_id, src in sources.items() if src.expansions}
+    assert {"VS-BIPOLAR", "VS-MI", "VS-PSYCHOSIS"} <= expanded.keys()
+    for expansions in expanded.values():
+        for expansion in expansions:
+            assert expansion.url.startswith("http") and expansion.source and expansion.version
+            assert expansion.definition and expansion.coverage
+            assert expansion.expanded.year >= 2020
+
+
+def test_exclude_applies_to_expanded_codes(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        "VS-X.yaml",
+        "id: VS-X\ntitle: t\ndescription: d\ninclude:\n" + GOOD_ENTRY + "exclude:\n"
+        "- system: http://snomed.info/sct\n  code: '2'\nexpansions:\n"
+        "- definition: SNOMED CT <<1\n  system: http://snomed.info/sct\n  source: s\n"
+        "  url: http://example.org/vs\n  version: v\n  expanded: 2025-06-20\n  coverage: c\n"
+        "  codes:\n  - code: '1'\n  - code: '2'\n",
+    )
+    compiled, _ = load_valuesets(tmp_path)
+    assert compiled["VS-X"].matches_coding(SCT, "1")
+    assert not compiled["VS-X"].matches_coding(SCT, "2")

@@ -91,7 +91,7 @@ def _ruleset(request: Request, evaluator: object, settings: Settings) -> LoadedR
         return own
     loaded: LoadedRuleSet | None = getattr(request.app.state, "governance_ruleset", None)
     if loaded is None:
-        loaded = load_ruleset(settings.rules_dir, settings.policy_file)
+        loaded = load_ruleset(settings.rules_dir, settings.policy_file, settings.valueset_overlay)
         request.app.state.governance_ruleset = loaded
     return loaded
 
