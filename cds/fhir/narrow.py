@@ -124,13 +124,21 @@ def _token(value: str) -> tuple[str | None, str]:
 
 def _code_matches(resource: Mapping[str, Any], tokens: list[str]) -> bool:
     wanted = [_token(t) for t in tokens]
-    for coding in (resource.get("code") or {}).get("coding") or ():
-        if not isinstance(coding, Mapping):
-            continue
+    for coding in _literal_codings(resource.get("code")):
         for system, code in wanted:
             if coding.get("code") == code and system in (None, coding.get("system")):
                 return True
     return False
+
+
+def _literal_codings(concept: Any) -> Iterable[Mapping[str, Any]]:
+    """The codings as sent (a server matches the literal system), through the shape deviations
+    EHRs send: a list of concepts where R4 has one, one object where it has a list."""
+    for one in concept if isinstance(concept, list) else (concept,):
+        found = one.get("coding") if isinstance(one, Mapping) else None
+        for coding in (found,) if isinstance(found, Mapping) else found or ():
+            if isinstance(coding, Mapping):
+                yield coding
 
 
 def matches(template: str, resource: Mapping[str, Any]) -> bool:
