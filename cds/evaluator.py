@@ -11,12 +11,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cds.cards.actions import ActionContext
-from cds.cards.render import build_cards
+from cds.cards.render import CardContext, build_cards
 from cds.config import Settings
 from cds.engine.durable import DurableEngine
 from cds.errors import RuleLoadError
 from cds.facts.build import build_facts
-from cds.facts.context import FactContext, Plan
+from cds.facts.context import PHASE_BY_HOOK, FactContext, Plan
 from cds.facts.drugs import KapDrugs
 from cds.facts.fhir import r4b_model, ref
 from cds.facts.plan import find_plan
@@ -24,6 +24,7 @@ from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, without_
 from cds.facts.triage import Triage, triage
 from cds.hooks.registry import service
 from cds.pipeline_types import Evaluation, PatientData
+from cds.ruleset.checklist import WINDOW_POLICY_KEY
 from cds.ruleset.loader import LoadedRuleSet, load_ruleset
 from cds.ruleset.valuesets import ValueSetIndex
 
@@ -120,11 +121,11 @@ class RuleEvaluator:
         now: datetime,
         removed: list[tuple[str, str]],
     ) -> Evaluation:
-        ctx = self._context(hook, context, data, now, None)
+        ctx = self._context(hook, context, data, now, None, now)
         plan = find_plan(ctx, self.drugs, now)
         if plan is None:
             return Evaluation([], [], now, False, self.ruleset.digest)
-        ctx = self._context(hook, context, data, plan.t0, plan)
+        ctx = self._context(hook, context, data, plan.t0, plan, now)
         ctx.invalid.extend(removed)
         facts = build_facts(ctx)
         matches = self.engine.run(_engine_name(hook), facts)
@@ -134,21 +135,45 @@ class RuleEvaluator:
             order_ref=ref(plan.order) if plan.order and hook.startswith("order-") else None,
             encounter_id=context.get("encounterId"),
         )
-        cards, fired = build_cards(matches, self.ruleset, action_ctx)
+        card_ctx = CardContext(
+            actions=action_ctx,
+            drug=plan.drug,
+            now=now,
+            tz=self.tz,
+            near=self._dose_is_near(hook, plan.t0, now),
+        )
+        cards, fired = build_cards(matches, self.ruleset, card_ctx)
         return Evaluation(cards, fired, plan.t0, True, self.ruleset.digest)
+
+    def _dose_is_near(self, hook: str, t0: datetime, now: datetime) -> bool:
+        """The readiness checklist's "near": the dosing encounter has started, or an order or
+        booking is for a dose within the policy window (rules/readiness.yaml)."""
+        phase = PHASE_BY_HOOK[hook]
+        if phase == "session":
+            return True
+        if phase not in ("order", "book") or WINDOW_POLICY_KEY not in self.ruleset.policy.values:
+            return False
+        hours_ahead = (t0 - now).total_seconds() / 3600
+        return hours_ahead <= self.ruleset.policy.number(WINDOW_POLICY_KEY)
 
     def facts_for(
         self, service_id: str, context: dict[str, Any], data: PatientData, now: datetime
     ) -> list[dict[str, Any]]:
         """The facts an evaluation would post (for `kap-cds evaluate --facts` and tests)."""
         hook = service(service_id).hook
-        plan = find_plan(self._context(hook, context, data, now, None), self.drugs, now)
+        plan = find_plan(self._context(hook, context, data, now, None, now), self.drugs, now)
         if plan is None:
             return []
-        return build_facts(self._context(hook, context, data, plan.t0, plan))
+        return build_facts(self._context(hook, context, data, plan.t0, plan, now))
 
     def _context(
-        self, hook: str, context: dict[str, Any], data: PatientData, t0: datetime, plan: Plan | None
+        self,
+        hook: str,
+        context: dict[str, Any],
+        data: PatientData,
+        t0: datetime,
+        plan: Plan | None,
+        now: datetime,
     ) -> FactContext:
         return FactContext(
             hook=hook,
@@ -160,6 +185,8 @@ class RuleEvaluator:
             valuesets=self.ruleset.valuesets,
             plan=plan,
             index=self.index,
+            now=now,
+            planned_time=plan.timed if plan else False,
         )
 
 

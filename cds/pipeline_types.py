@@ -56,6 +56,7 @@ class FiredRule:
     indicator: str
     card_uuid: str
     facts: list[dict[str, Any]]
+    variant: str = ""
 
 
 @dataclass(frozen=True)

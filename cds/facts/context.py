@@ -38,6 +38,7 @@ class Plan:
     encounter: Resource | None = None
     at_home: bool = False
     home_dispense: bool = False
+    timed: bool = True  # False: the request named no dose time, T0 is the arrival time
 
 
 @dataclass
@@ -51,6 +52,8 @@ class FactContext:
     valuesets: dict[str, ValueSet]
     plan: Plan | None = None
     index: ValueSetIndex | None = None  # built once per rule set by the evaluator
+    now: datetime | None = None  # when the request arrived (T0 is the planned dose time)
+    planned_time: bool = True  # T0 is a planned dose time, not the arrival time
     # Resources the rules needed but that were not valid FHIR R4: reported on a data card.
     invalid: list[tuple[str, str]] = field(default_factory=list)
     _checked: dict[int, bool] = field(default_factory=dict)

@@ -47,13 +47,15 @@ def _at_home(order: Resource) -> bool:
 
 
 def plan_from_order(order: Resource, drug: str, ctx: FactContext, now: datetime) -> Plan:
+    planned = planned_time(order, ctx)
     return Plan(
         drug=drug,
         route=route_of(_first_dosage(order)),
-        t0=planned_time(order, ctx) or now,
+        t0=planned or now,
         order=order,
         at_home=_at_home(order),
         home_dispense=_dispensed_to_patient(order),
+        timed=planned is not None,
     )
 
 
@@ -93,7 +95,8 @@ def _appointment_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan 
     for appointment in appointments:
         linked = _linked_order(appointment, ctx, drugs)
         if is_kap_appointment(appointment) or linked:
-            start = parse_time(appointment.get("start"), ctx.tz) or now
+            planned = parse_time(appointment.get("start"), ctx.tz)
+            start = planned or now
             order, drug = linked or active_kap_order(ctx, drugs) or (None, None)
             route = route_of(_first_dosage(order)) if order else "unknown"
             return Plan(
@@ -103,6 +106,7 @@ def _appointment_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan 
                 order=order,
                 appointment=appointment,
                 at_home=bool(order and _at_home(order)),
+                timed=planned is not None,
             )
     return None
 

@@ -15,6 +15,11 @@ SOURCE_LABEL = "KAP Safety Rules"
 RULE_TOPIC_SYSTEM = "urn:kap-cds:rule"
 OVERRIDE_SYSTEM = "urn:kap-cds:override"
 RULE_EXTENSION = "org.kapcds.rule"
+# A consolidated card (the readiness checklist): one entry per rule it lists, in line order.
+RULES_EXTENSION = "org.kapcds.rules"
+CHECKLIST_TOPIC_SYSTEM = "urn:kap-cds:checklist"
+# The FHIR resources behind each rule's finding ("Observation/12"): for machines, never in text.
+EVIDENCE_EXTENSION = "org.kapcds.evidence"
 
 
 class Indicator(StrEnum):
