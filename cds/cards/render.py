@@ -199,7 +199,7 @@ def _card(firing: Firing, ruleset: LoadedRuleSet, ctx: CardContext) -> tuple[Car
         overrideReasons=override_reasons(rule_reason_codes(rule, variant), ruleset) or None,
         links=links_for([rule], ctx) or None,
         extension={
-            RULE_EXTENSION: rule_entry(firing, ruleset),
+            RULE_EXTENSION: {**rule_entry(firing, ruleset), "variant": variant.name},
             EVIDENCE_EXTENSION: [{"rule": rule.id, "refs": text.refs}],
         },
     )
