@@ -51,6 +51,7 @@ CARD_FIELDS = (
     "position",
     "rule_id",
     "rule_version",
+    "variant",
     "family",
     "indicator",
     "summary",
@@ -102,7 +103,7 @@ def _export_rows(conn: Connection, since: datetime | None) -> Iterator[dict[str,
     stmt = (
         select(evaluations.c.id.label("evaluation_id"), *_eval_cols(), *_card_cols())
         .select_from(evaluations.outerjoin(cards, cards.c.evaluation_id == evaluations.c.id))
-        .order_by(evaluations.c.recorded_at, evaluations.c.id, cards.c.position)
+        .order_by(evaluations.c.recorded_at, evaluations.c.id, cards.c.position, cards.c.line)
     )
     if since is not None:
         stmt = stmt.where(evaluations.c.recorded_at >= since)
@@ -289,14 +290,16 @@ def _feedback_stmt(since: datetime | None, until: datetime | None) -> Select[Any
     return joined.order_by(cards.c.card_uuid, feedback.c.received_at, feedback.c.id)
 
 
-def _latest_feedback(rows: Iterable[RowMapping]) -> dict[str, RowMapping]:
-    latest: dict[str, RowMapping] = {}
+def _latest_feedback(rows: Iterable[RowMapping]) -> dict[tuple[str, str], RowMapping]:
+    """The latest feedback per (card, rule): feedback on a checklist card counts for each rule
+    it lists."""
+    latest: dict[tuple[str, str], RowMapping] = {}
     for row in rows:  # ordered by time within each card: the last one wins
-        latest[row["card_uuid"]] = row
+        latest[(row["card_uuid"], row["rule_id"])] = row
     return latest
 
 
-def _combine(fired: Sequence[Any], latest: dict[str, RowMapping]) -> list[RuleStats]:
+def _combine(fired: Sequence[Any], latest: dict[tuple[str, str], RowMapping]) -> list[RuleStats]:
     versions: dict[str, set[str]] = defaultdict(set)
     counts: Counter[str] = Counter()
     last_fired: dict[str, datetime] = {}

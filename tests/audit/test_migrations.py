@@ -22,7 +22,7 @@ def test_upgrade_twice_is_a_no_op(store: AuditStore) -> None:
     db.upgrade(store.engine)
     db.upgrade(store.engine)
     with store.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        assert MigrationContext.configure(conn).get_current_revision() == "0002"
 
 
 def test_postgresql_urls_use_psycopg_3() -> None:
