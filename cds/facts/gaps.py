@@ -24,6 +24,23 @@ CHECKS_BY_KEY = {
     "encounter": "the dosing encounter",
 }
 
+# The same data in a clinician's words, for the card.
+WORDS_BY_KEY = {
+    "patient": "demographics",
+    "conditions": "diagnoses",
+    "allergies": "allergies",
+    "medicationRequests": "medication orders",
+    "medicationStatements": "reported medications",
+    "medicationAdministrations": "medication administrations",
+    "observations": "vital signs, measurements and results",
+    "procedures": "procedures",
+    "consents": "consents",
+    "appointments": "appointments",
+    "encounters": "visits",
+    "encounter": "this encounter",
+}
+REASON_WORDS = {"failed": "the EHR could not send them", "missing": "not sent by the EHR"}
+
 
 def build_gaps(ctx: FactContext) -> list[Fact]:
     facts: list[Fact] = []
@@ -34,6 +51,7 @@ def build_gaps(ctx: FactContext) -> list[Fact]:
                     "t": "data_gap",
                     "key": key,
                     "reason": outcome.value,
+                    "what": f"{WORDS_BY_KEY.get(key, key)} ({REASON_WORDS[outcome.value]})",
                     "checks": CHECKS_BY_KEY.get(key, f"checks that read {key}"),
                 }
             )
@@ -43,6 +61,7 @@ def build_gaps(ctx: FactContext) -> list[Fact]:
                 "t": "data_gap",
                 "key": resource_ref,
                 "reason": "not valid FHIR R4",
+                "what": f"a {resource_ref.split('/')[0]} record (not valid FHIR R4, set aside)",
                 "checks": f"checks that read {resource_ref.split('/')[0]} ({problem})",
             }
         )

@@ -177,7 +177,8 @@ def test_version_must_be_bumped_when_content_changes(ruleset_dir: Path) -> None:
     write_rule(ruleset_dir, changed)
     problems = version_problems(load_ruleset(ruleset_dir), catalog)
     assert len(problems) == 1 and "patch change" in problems[0]
-    changed["version"] = "1.0.1"
+    major, minor, patch = (int(n) for n in GOOD_RULE["version"].split("."))
+    changed["version"] = f"{major}.{minor}.{patch + 1}"
     write_rule(ruleset_dir, changed)
     assert version_problems(load_ruleset(ruleset_dir), catalog) == []
     changed["variants"][0]["indicator"] = "warning"
