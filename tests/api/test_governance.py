@@ -61,6 +61,10 @@ def test_repository_rule_set(settings: Settings) -> None:
     for rule_id in list(ruleset.rules)[:20]:
         assert f'id="{rule_id}"' in html
     assert "not run on this page" in html  # fixtures are listed, not run, in the server
+    # Checklist cards link to its section (source.url ...#readiness), which lists every line.
+    assert ruleset.checklist and f'id="{ruleset.checklist.id}"' in html
+    section = html.split(f'id="{ruleset.checklist.id}"', 1)[1].split("<h2", 1)[0]
+    assert all(line.rule in section for line in ruleset.checklist.lines)
 
 
 def test_catalog_is_rendered_once_per_digest(mini_settings: Settings) -> None:

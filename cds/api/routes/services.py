@@ -17,6 +17,7 @@ from cds.api.deps import (
     RulesetEvaluator,
     SettingsDep,
 )
+from cds.cards.links import with_source_urls
 from cds.facts.triage import Triage
 from cds.fhir.gather import gather
 from cds.hooks.cards import CardsResponse
@@ -96,11 +97,13 @@ async def call_service(
             evaluation=evaluation,
             latency_ms=latency_ms,
         )
-        return json_response(_cards_body(evaluation))
+        base_url = settings.public_base_url or str(request.base_url)
+        return json_response(_cards_body(evaluation, base_url))
 
 
-def _cards_body(evaluation: Evaluation) -> bytes:
-    return orjson.dumps(CardsResponse(cards=evaluation.cards).to_json())
+def _cards_body(evaluation: Evaluation, base_url: str) -> bytes:
+    cards = with_source_urls(evaluation.cards, base_url)
+    return orjson.dumps(CardsResponse(cards=cards).to_json())
 
 
 def _patient_id(call: ParsedCall) -> str | None:
