@@ -22,7 +22,33 @@ EXPECTED = {
     "uncontrolled-bp": {"KAP-CI-011": "critical", "KAP-FAST-001": "info"},
     "esketamine-course": {},
     "too-soon-booster": {"KAP-INT-004": "info"},
+    # A bare chart, dose in the past of the clock (near): the gaps are critical, on one card.
+    "order-sign-ketamine-iv": {
+        **dict.fromkeys(
+            ("KAP-QUAL-001", "KAP-CI-023", "KAP-QUAL-004", "KAP-QUAL-006", "KAP-INT-006"),
+            "critical",
+        ),
+        "KAP-FAST-001": "info",
+    },
+    # The same chart, dose a week after the call: the same kind of gaps, a to-do list (warning).
+    "bare-chart-week-ahead": {
+        **dict.fromkeys(
+            (
+                "KAP-QUAL-001",
+                "KAP-CI-023",
+                "KAP-CI-012",
+                "KAP-DOSE-001",
+                "KAP-QUAL-004",
+                "KAP-QUAL-006",
+                "KAP-INT-006",
+            ),
+            "warning",
+        ),
+        "KAP-FAST-001": "info",
+    },
 }
+# The readiness checklist puts the preparation gaps on one card.
+CARD_COUNT = {"order-sign-ketamine-iv": 2, "bare-chart-week-ahead": 2}
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +71,5 @@ def test_example_request(client: TestClient, name: str) -> None:
     assert response.status_code == 200, response.text
     fired = fired_by_rule(response.json()["cards"])
     assert fired == EXPECTED[name]
+    if name in CARD_COUNT:
+        assert len(response.json()["cards"]) == CARD_COUNT[name]
