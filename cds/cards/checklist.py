@@ -126,4 +126,3 @@ def _reasons(
 ) -> list[OverrideReason]:
     codes = [c for f in ordered for c in rule_reason_codes(f.rule, f.variant)]
     return override_reasons([*codes, *checklist.override_reasons], ruleset)
-

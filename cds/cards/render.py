@@ -168,7 +168,12 @@ def source_refs(firing: Firing) -> list[str]:
 
 def rule_entry(firing: Firing, ruleset: LoadedRuleSet) -> dict[str, str]:
     rule = firing.rule
-    return {"id": rule.id, "version": rule.version, "family": rule.family, "ruleset": ruleset.digest}
+    return {
+        "id": rule.id,
+        "version": rule.version,
+        "family": rule.family,
+        "ruleset": ruleset.digest,
+    }
 
 
 def fired_rule(firing: Firing, indicator: Indicator, card_uuid: str) -> FiredRule:
@@ -245,7 +250,9 @@ def suggestion_for(spec: SuggestionSpec, ctx: ActionContext) -> Suggestion | Non
 
 
 def rule_reason_codes(rule: RuleFile, variant: Variant) -> list[str]:
-    return variant.override_reasons if variant.override_reasons is not None else rule.override_reasons
+    return (
+        variant.override_reasons if variant.override_reasons is not None else rule.override_reasons
+    )
 
 
 def override_reasons(codes: list[str], ruleset: LoadedRuleSet) -> list[OverrideReason]:

@@ -156,7 +156,9 @@ def _check_checklist(
             raise RuleLoadError(str(path), line.rule, f"lines[{index}].rule", "unknown rule")
     for code in checklist.override_reasons:
         if code not in reasons:
-            raise RuleLoadError(str(path), None, "override_reasons", f"unknown override reason {code}")
+            raise RuleLoadError(
+                str(path), None, "override_reasons", f"unknown override reason {code}"
+            )
     if not checklist.override_reasons:
         raise RuleLoadError(
             str(path), None, "override_reasons", "a checklist card must offer override reasons"

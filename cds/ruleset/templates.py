@@ -8,8 +8,8 @@ the CDS Hooks limit of 140 characters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from cds.facts.schema import FACT_TYPES

@@ -43,7 +43,8 @@ def test_every_fixture_card_reads_in_clinician_words(evaluator: RuleEvaluator) -
             cards_seen += 1
             body = card.model_dump(mode="json", exclude_none=True)
             problems += [
-                f"{loaded.rule_id}/{loaded.name}: {p}" for p in wording_problems(body, drug, patterns)
+                f"{loaded.rule_id}/{loaded.name}: {p}"
+                for p in wording_problems(body, drug, patterns)
             ]
     assert cards_seen > 300  # the fixtures really produced cards to read
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(sorted(set(problems))[:80])

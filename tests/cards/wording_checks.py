@@ -50,9 +50,10 @@ def hard_wraps(detail: str) -> list[str]:
     found = []
     lines = detail.split("\n")
     for before, line in zip(lines, lines[1:], strict=False):
-        if before.strip() and line.strip() and not _LIST_OR_TABLE.match(line):
-            if not line.startswith("   "):  # continuation paragraph of a numbered line
-                found.append(f"{before[-30:]!r} / {line[:30]!r}")
+        # A line indented 3 spaces is a paragraph of a numbered checklist line, not a wrap.
+        continues = line.strip() and not line.startswith("   ")
+        if before.strip() and continues and not _LIST_OR_TABLE.match(line):
+            found.append(f"{before[-30:]!r} / {line[:30]!r}")
     return found
 
 

@@ -76,9 +76,7 @@ def post(client: Any, request: dict[str, Any]) -> list[dict[str, Any]]:
 
 def distribution(counts: list[int]) -> str:
     histogram = ", ".join(f"{n} cards: {k}" for n, k in sorted(Counter(counts).items()))
-    return (
-        f"median {statistics.median(counts)}, max {max(counts)}, min {min(counts)} ({histogram})"
-    )
+    return f"median {statistics.median(counts)}, max {max(counts)}, min {min(counts)} ({histogram})"
 
 
 def test_a_week_ahead_real_charts_get_few_cards_and_none_critical_but_contraindications(
@@ -101,7 +99,9 @@ def test_a_week_ahead_real_charts_get_few_cards_and_none_critical_but_contraindi
                 for c in others
                 if c["indicator"] == "critical"
             ]
-    print(f"\ncards per order, {len(counts)} real charts, dose 7 days ahead: {distribution(counts)}")
+    print(
+        f"\ncards per order, {len(counts)} real charts, dose 7 days ahead: {distribution(counts)}"
+    )
     assert len(counts) == 33
     assert not problems, "\n".join(problems)
     assert statistics.median(counts) <= 3
