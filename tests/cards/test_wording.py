@@ -13,7 +13,10 @@ LA = ZoneInfo("America/Los_Angeles")
 
 
 def test_reflow_joins_wrapped_lines_but_keeps_lists_tables_and_paragraphs() -> None:
-    text = "A sentence that\nwraps here.\n\n- item one\n  continues\n- item two\n\n| a | b |\n| c | d |"
+    text = (
+        "A sentence that\nwraps here.\n\n- item one\n  continues\n- item two\n\n"
+        "| a | b |\n| c | d |"
+    )
     assert reflow(text) == (
         "A sentence that wraps here.\n\n- item one continues\n- item two\n\n| a | b |\n| c | d |"
     )
