@@ -5,6 +5,8 @@ kap-cds evaluate REQUEST.json
 kap-cds evaluate --service ID --bundle PATIENT_BUNDLE.json [--order ORDER.json] [--at ISO_TIME]
 kap-cds rules lint | test | catalog | facts | report --format html|md -o FILE | diff OLD NEW
 kap-cds audit export [--since ISO_TIME] [--format jsonl|csv] | audit summary
+kap-cds replay --rules DIR [--since ISO_TIME] [--source auto|archive|fixtures]
+kap-cds archive purge [--older-than DAYS] | archive keygen
 """
 
 from __future__ import annotations
@@ -192,6 +194,43 @@ def cmd_audit_summary(args: argparse.Namespace) -> int:
     return summary_command(_settings(), args.since, args.until, args.format, sys.stdout)
 
 
+# ---- replay and the input archive ---------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from cds.replay.cli import ReplayOptions, replay_command
+
+    third_party = args.third_party or _default_third_party_dir()
+    options = ReplayOptions(
+        Path(args.rules),
+        Path(args.policy) if args.policy else None,
+        args.since,
+        args.source,
+        args.format,
+        Path(args.examples) if args.examples else EXAMPLES_DIR,
+        Path(third_party) if third_party else None,
+    )
+    return replay_command(_settings(), options, sys.stdout)
+
+
+def _default_third_party_dir() -> Path | None:
+    """The shared real-world bundles beside a repository checkout, when they are there."""
+    candidate = REPO_ROOT.parent / "shared" / "fhir" / "third-party"
+    return candidate if candidate.is_dir() else None
+
+
+def cmd_archive_purge(args: argparse.Namespace) -> int:
+    from cds.replay.cli import purge_command
+
+    return purge_command(_settings(), args.older_than, sys.stdout)
+
+
+def cmd_archive_keygen(_args: argparse.Namespace) -> int:
+    from cds.replay.cli import keygen_command
+
+    return keygen_command(sys.stdout)
+
+
 # ---- parser -----------------------------------------------------------------------------
 
 
@@ -220,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _rules_parser(commands)
     _audit_parser(commands)
+    _replay_parser(commands)
     return parser
 
 
@@ -262,6 +302,34 @@ def _audit_parser(commands: Any) -> None:
     summary.add_argument("--until")
     summary.add_argument("--format", choices=["text", "json"], default="text")
     summary.set_defaults(func=cmd_audit_summary)
+
+
+def _replay_parser(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay", help="what a candidate rule set would change on past requests"
+    )
+    replay.add_argument("--rules", required=True, help="the candidate rule set directory")
+    replay.add_argument("--policy", help="site policy file for the candidate (default: none)")
+    replay.add_argument("--since", help="archived requests from this time on (ISO 8601)")
+    replay.add_argument(
+        "--source",
+        choices=["auto", "archive", "fixtures"],
+        default="auto",
+        help="auto: the input archive when it has rows, else fixtures and third-party bundles",
+    )
+    replay.add_argument("--examples", help="fhir_examples directory (fixtures source)")
+    replay.add_argument("--third-party", help="directory of real FHIR bundles (fixtures source)")
+    replay.add_argument("--format", choices=["text", "json"], default="text")
+    replay.set_defaults(func=cmd_replay)
+
+    archive = commands.add_parser("archive", help="the encrypted input archive")
+    sub = archive.add_subparsers(dest="archive_command", required=True)
+    purge = sub.add_parser("purge", help="delete archived inputs past the retention window")
+    purge.add_argument(
+        "--older-than", type=int, help="days (default KAP_CDS_ARCHIVE_RETENTION_DAYS)"
+    )
+    purge.set_defaults(func=cmd_archive_purge)
+    sub.add_parser("keygen", help="print a new archive key").set_defaults(func=cmd_archive_keygen)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

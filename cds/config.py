@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     # put it behind their own authenticating proxy. Open anyway when the service runs open.
     governance_open: bool = False
 
+    # Opt-in input archive for `kap-cds replay` (encrypted; see cds.audit.archive). Off unless a
+    # Fernet key is given, in the environment or in a file (comma-separated keys: newest first).
+    archive_key: str | None = Field(default=None, repr=False)
+    archive_key_file: Path | None = None
+    archive_retention_days: int = Field(default=30, ge=1)
+
     @property
     def auth_enabled(self) -> bool:
         return bool(self.trusted_issuers)

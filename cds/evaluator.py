@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from cds.cards.actions import ActionContext
 from cds.cards.render import CardContext, build_cards
 from cds.config import Settings
-from cds.engine.durable import DurableEngine
+from cds.engine.durable import DurableEngine, Match
 from cds.errors import RuleLoadError
 from cds.facts.build import build_facts
 from cds.facts.context import PHASE_BY_HOOK, FactContext, Plan
@@ -23,7 +23,7 @@ from cds.facts.plan import find_plan
 from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, without_invalid
 from cds.facts.triage import Triage, triage
 from cds.hooks.registry import service
-from cds.pipeline_types import Evaluation, PatientData
+from cds.pipeline_types import Evaluation, FiredRule, PatientData
 from cds.ruleset.checklist import WINDOW_POLICY_KEY
 from cds.ruleset.loader import LoadedRuleSet, load_ruleset
 from cds.ruleset.valuesets import ValueSetIndex
@@ -86,6 +86,7 @@ class RuleEvaluator:
         return {
             "digest": self.ruleset.digest,
             "rules": len(self.ruleset.active_rules),
+            "shadow": len(self.ruleset.shadow_rules),
             "version": self.ruleset.digest[:12],
         }
 
@@ -142,8 +143,20 @@ class RuleEvaluator:
             tz=self.tz,
             near=self._dose_is_near(hook, plan.t0, now),
         )
-        cards, fired = build_cards(matches, self.ruleset, card_ctx)
-        return Evaluation(cards, fired, plan.t0, True, self.ruleset.digest)
+        live = [m for m in matches if not self.ruleset.is_shadow(_rule_of(m))]
+        cards, fired = build_cards(live, self.ruleset, card_ctx)
+        shadow = self._would_fire(matches, len(live), card_ctx)
+        return Evaluation(cards, fired, plan.t0, True, self.ruleset.digest, shadow)
+
+    def _would_fire(
+        self, matches: list[Match], live_count: int, card_ctx: CardContext
+    ) -> list[FiredRule]:
+        """Shadow rules' firings as the EHR would have seen them: built together with the live
+        rules so that a live rule's ``suppressed_by`` applies, then only the shadow ones kept."""
+        if live_count == len(matches):
+            return []
+        _cards, fired = build_cards(matches, self.ruleset, card_ctx)
+        return [f for f in fired if self.ruleset.is_shadow(f.rule_id)]
 
     def _dose_is_near(self, hook: str, t0: datetime, now: datetime) -> bool:
         """The readiness checklist's "near": the dosing encounter has started, or an order or
@@ -188,6 +201,10 @@ class RuleEvaluator:
             now=now,
             planned_time=plan.timed if plan else False,
         )
+
+
+def _rule_of(match: Match) -> str:
+    return match.key.partition("#")[0]
 
 
 def _engine_name(hook: str) -> str:

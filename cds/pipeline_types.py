@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cds.hooks.cards import Card
+
+if TYPE_CHECKING:
+    from cds.audit.archive import ArchivedInputs
 
 
 class KeyOutcome(StrEnum):
@@ -66,6 +69,8 @@ class Evaluation:
     t0: datetime
     kap: bool  # False: not a KAP order/visit; cards is [] and no rule ran
     ruleset_digest: str
+    # Shadow rules that would have fired: audited, never in ``cards``.
+    shadow: list[FiredRule] = field(default_factory=list)
 
 
 class Evaluator(Protocol):
@@ -96,6 +101,7 @@ class AuditSink(Protocol):
         data: PatientData,
         evaluation: Evaluation,
         latency_ms: float,
+        inputs: ArchivedInputs | None = None,
     ) -> None: ...
 
     def record_feedback(self, *, service_id: str, items: list[dict[str, Any]]) -> None: ...

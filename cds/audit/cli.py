@@ -63,10 +63,14 @@ def summary_command(
     def run(engine: Engine) -> None:
         if fmt not in ("text", "json"):
             raise UsageError(f"--format must be text or json, not {fmt!r}")
-        stats = queries.rule_summary(
-            engine, parse_instant(since, "--since"), parse_instant(until, "--until")
+        start, end = parse_instant(since, "--since"), parse_instant(until, "--until")
+        stats = queries.rule_summary(engine, start, end, _offered_reasons(settings))
+        shadow = queries.shadow_summary(engine, start, end)
+        out.write(
+            format_summary_json(stats, shadow)
+            if fmt == "json"
+            else format_summary_text(stats, shadow)
         )
-        out.write(format_summary_json(stats) if fmt == "json" else format_summary_text(stats))
 
     return _with_store(settings, run)
 
@@ -88,27 +92,72 @@ def _with_store(settings: Settings, run: Callable[[Engine], None]) -> int:
     return EXIT_OK
 
 
-def format_summary_json(stats: list[queries.RuleStats]) -> str:
-    body = {"rules": [s.to_json() for s in stats]}
+def _offered_reasons(settings: Settings) -> dict[str, frozenset[str]] | None:
+    """The override reasons each rule offers, from the configured rule set (None when it does
+    not load: the summary then cannot flag reasons that were not offered, and says so)."""
+    from cds.errors import RuleLoadError
+    from cds.ruleset.loader import load_ruleset
+
+    try:
+        return load_ruleset(settings.rules_dir, settings.policy_file).offered_reasons()
+    except RuleLoadError:
+        return None
+
+
+def format_summary_json(
+    stats: list[queries.RuleStats], shadow: list[queries.ShadowStats] | None = None
+) -> str:
+    body = {
+        "rules": [s.to_json() for s in stats],
+        "shadow_rules": [s.to_json() for s in shadow or []],
+    }
     return orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode()
 
 
-def format_summary_text(stats: list[queries.RuleStats]) -> str:
-    """A Markdown table: readable in a terminal and pastes into a review document."""
+def format_summary_text(
+    stats: list[queries.RuleStats], shadow: list[queries.ShadowStats] | None = None
+) -> str:
+    """Markdown tables: readable in a terminal and paste into a review document.
+
+    A card answered twice counts under each outcome (the "both" column counts those); an
+    override reason the card did not offer is marked "(not offered)"."""
     lines = [
-        "| rule | versions | fired | accepted | overridden | override reasons | last fired |",
-        "|---|---|---:|---:|---:|---|---|",
+        "| rule | versions | fired | answered | accepted | overridden | both | override reasons "
+        "| last fired |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for s in stats:
-        reasons = "; ".join(f"{r.display or r.code} ({r.count})" for r in s.override_reasons)
+        reasons = "; ".join(_reason_text(r) for r in s.override_reasons)
         last = s.last_fired.isoformat(timespec="seconds") if s.last_fired else ""
         lines.append(
-            f"| {s.rule_id} | {', '.join(s.versions)} | {s.fired} | {s.accepted} "
-            f"| {s.overridden} | {_md(reasons)} | {last} |"
+            f"| {s.rule_id} | {', '.join(s.versions)} | {s.fired} | {s.answered} | {s.accepted} "
+            f"| {s.overridden} | {s.both} | {_md(reasons)} | {last} |"
         )
     if not stats:
-        lines.append("| (no rule fired in this window) | | | | | | |")
+        lines.append("| (no rule fired in this window) | | | | | | | | |")
+    if shadow:
+        lines += [
+            "",
+            "Shadow rules (evaluated, never shown to the EHR): how often they would have fired",
+            "",
+            "| rule | versions | would have fired | by service | by severity |",
+            "|---|---|---:|---|---|",
+        ]
+        lines += [
+            f"| {s.rule_id} | {', '.join(s.versions)} | {s.would_fire} "
+            f"| {_pairs(s.by_service)} | {_pairs(s.by_indicator)} |"
+            for s in shadow
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _reason_text(reason: queries.ReasonCount) -> str:
+    flag = " (not offered)" if reason.offered is False else ""
+    return f"{reason.display or reason.code}{flag} ({reason.count})"
+
+
+def _pairs(pairs: tuple[tuple[str, int], ...]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in pairs)
 
 
 def _md(text: str) -> str:

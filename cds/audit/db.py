@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 
 from cds.audit import records
-from cds.audit.schema import cards, evaluations, feedback
+from cds.audit.schema import cards, evaluations, feedback, input_archive, shadow_firings
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ def write_batch(conn: Connection, batch: Sequence[dict[str, Any]]) -> None:
     eval_rows, card_rows, fb_records = _split(batch)
     if eval_rows:
         conn.execute(insert_ignore(conn, evaluations), eval_rows)
+        _write_shadow_and_archive(conn, [r for r in batch if r["kind"] == records.EVALUATION])
     if card_rows:
         conn.execute(insert_ignore(conn, cards), card_rows)
         _link_earlier_feedback(conn, {row["card_uuid"] for row in card_rows})
@@ -156,6 +157,40 @@ def evaluation_row(rec: dict[str, Any]) -> dict[str, Any]:
         "latency_ms": float(rec["latency_ms"]),
         "data_outcomes": rec["data_outcomes"],
         "card_count": len({card["card_uuid"] for card in rec["cards"]}),
+    }
+
+
+def _write_shadow_and_archive(conn: Connection, evaluation_records: list[dict[str, Any]]) -> None:
+    shadow = [row for rec in evaluation_records for row in shadow_rows_of(rec)]
+    if shadow:
+        conn.execute(insert_ignore(conn, shadow_firings), shadow)
+    archived = [archive_row(rec) for rec in evaluation_records if rec.get("archive")]
+    if archived:
+        conn.execute(insert_ignore(conn, input_archive), archived)
+
+
+def shadow_rows_of(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Would-have-fired rows of shadow rules (records written before shadow rules had none)."""
+    return [
+        {
+            "evaluation_id": rec["id"],
+            "rule_id": entry["rule_id"],
+            "rule_version": entry["rule_version"],
+            "family": entry["family"],
+            "indicator": entry["indicator"],
+            "facts": entry["facts"],
+        }
+        for entry in rec.get("shadow", [])
+    ]
+
+
+def archive_row(rec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "evaluation_id": rec["id"],
+        "recorded_at": parse_time(rec["recorded_at"]),
+        "service_id": rec["service_id"],
+        "key_id": rec["archive"]["key_id"],
+        "token": rec["archive"]["token"],
     }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, TextIO
@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, TextIO
 import orjson
 from sqlalchemy import Connection, Engine, RowMapping, Select, and_, exists, func, select
 
-from cds.audit.schema import cards, evaluations, feedback
+from cds.audit.schema import cards, evaluations, feedback, shadow_firings
 
 ExportFormat = Literal["jsonl", "csv"]
 EXPORT_CHUNK = 500
@@ -218,12 +218,20 @@ class ReasonCount:
     code: str | None
     display: str | None
     count: int
+    # False: the clinician gave a reason the card did not offer (free-text or another list).
+    # None: not known (no rule set to compare with).
+    offered: bool | None = None
 
 
 @dataclass(frozen=True)
 class RuleStats:
-    """One rule over a time window. ``accepted``/``overridden`` count cards by their latest
-    feedback (a card re-answered counts once); ``override_reasons`` count those overrides."""
+    """One rule over a time window, with every feedback outcome counted.
+
+    A card can be answered more than once (accepted, then overridden): each outcome is kept in
+    order. ``accepted`` and ``overridden`` count the cards that got that outcome at least once,
+    so a card accepted then overridden counts in both; ``sequences`` shows the order in which
+    cards were answered ("accepted → overridden"); ``override_reasons`` counts every override.
+    """
 
     rule_id: str
     versions: tuple[str, ...]
@@ -232,29 +240,53 @@ class RuleStats:
     overridden: int
     override_reasons: tuple[ReasonCount, ...] = field(default=())
     last_fired: datetime | None = None
+    answered: int = 0  # cards with any feedback
+    sequences: tuple[tuple[str, int], ...] = field(default=())
+    accepted_suggestions: int = 0  # suggestion uuids accepted, over all outcomes
+
+    @property
+    def both(self) -> int:
+        """Cards with both an accepted and an overridden outcome."""
+        return sum(n for seq, n in self.sequences if "accepted" in seq and "overridden" in seq)
+
+    @property
+    def unoffered_reasons(self) -> tuple[ReasonCount, ...]:
+        return tuple(r for r in self.override_reasons if r.offered is False)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "rule_id": self.rule_id,
             "versions": list(self.versions),
             "fired": self.fired,
+            "answered": self.answered,
             "accepted": self.accepted,
             "overridden": self.overridden,
+            "accepted_and_overridden": self.both,
+            "accepted_suggestions": self.accepted_suggestions,
+            "sequences": {seq: n for seq, n in self.sequences},
             "override_reasons": [vars(r) for r in self.override_reasons],
             "last_fired": self.last_fired.isoformat() if self.last_fired else None,
         }
+
+
+SEQUENCE_ARROW = " → "
 
 
 def rule_summary(
     source: Engine | HasEngine,
     since: datetime | None = None,
     until: datetime | None = None,
+    offered: Mapping[str, frozenset[str]] | None = None,
 ) -> list[RuleStats]:
-    """Per-rule counts for cards whose evaluation falls in [since, until), sorted by rule id."""
+    """Per-rule counts for cards whose evaluation falls in [since, until), sorted by rule id.
+
+    ``offered`` maps a rule id to the override reason codes its cards offer (from the rule set);
+    with it, each override reason is flagged offered or not.
+    """
     with _engine(source).connect() as conn:
         fired = conn.execute(_fired_stmt(since, until)).all()
-        latest = _latest_feedback(conn.execute(_feedback_stmt(since, until)).mappings())
-    return _combine(fired, latest)
+        answers = _answers_by_card(conn.execute(_feedback_stmt(since, until)).mappings())
+    return _combine(fired, answers, offered)
 
 
 def _window(stmt: Select[Any], since: datetime | None, until: datetime | None) -> Select[Any]:
@@ -284,22 +316,48 @@ def _feedback_stmt(since: datetime | None, until: datetime | None) -> Select[Any
         feedback.c.outcome,
         feedback.c.override_code,
         feedback.c.override_display,
+        feedback.c.accepted_suggestions,
     )
     windowed: Select[Any] = _window(stmt, since, until)
     joined: Select[Any] = windowed.join(feedback, feedback.c.card_uuid == cards.c.card_uuid)
-    return joined.order_by(cards.c.card_uuid, feedback.c.received_at, feedback.c.id)
+    order = (cards.c.rule_id, cards.c.card_uuid, feedback.c.received_at, feedback.c.id)
+    return joined.order_by(*order)
 
 
-def _latest_feedback(rows: Iterable[RowMapping]) -> dict[tuple[str, str], RowMapping]:
-    """The latest feedback per (card, rule): feedback on a checklist card counts for each rule
-    it lists."""
-    latest: dict[tuple[str, str], RowMapping] = {}
-    for row in rows:  # ordered by time within each card: the last one wins
-        latest[(row["card_uuid"], row["rule_id"])] = row
-    return latest
+def _answers_by_card(rows: Iterable[RowMapping]) -> dict[tuple[str, str], list[RowMapping]]:
+    """Every feedback outcome per (rule, card), in the order it was received."""
+    answers: dict[tuple[str, str], list[RowMapping]] = defaultdict(list)
+    for row in rows:
+        answers[(row["rule_id"], row["card_uuid"])].append(row)
+    return answers
 
 
-def _combine(fired: Sequence[Any], latest: dict[tuple[str, str], RowMapping]) -> list[RuleStats]:
+@dataclass
+class _Tally:
+    answered: int = 0
+    accepted: int = 0
+    overridden: int = 0
+    suggestions: int = 0
+    sequences: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[tuple[str | None, str | None]] = field(default_factory=Counter)
+
+    def add_card(self, answers: list[RowMapping]) -> None:
+        outcomes = [row["outcome"] for row in answers]
+        self.answered += 1
+        self.accepted += "accepted" in outcomes
+        self.overridden += "overridden" in outcomes
+        self.sequences[SEQUENCE_ARROW.join(outcomes)] += 1
+        for row in answers:
+            self.suggestions += len(row["accepted_suggestions"] or [])
+            if row["outcome"] == "overridden":
+                self.reasons[(row["override_code"], row["override_display"])] += 1
+
+
+def _combine(
+    fired: Sequence[Any],
+    answers: dict[tuple[str, str], list[RowMapping]],
+    offered: Mapping[str, frozenset[str]] | None,
+) -> list[RuleStats]:
     versions: dict[str, set[str]] = defaultdict(set)
     counts: Counter[str] = Counter()
     last_fired: dict[str, datetime] = {}
@@ -308,24 +366,169 @@ def _combine(fired: Sequence[Any], latest: dict[tuple[str, str], RowMapping]) ->
         counts[rule_id] += n
         if last is not None and (rule_id not in last_fired or last > last_fired[rule_id]):
             last_fired[rule_id] = last
-    outcomes: dict[str, Counter[str]] = defaultdict(Counter)
-    reasons: dict[str, Counter[tuple[str | None, str | None]]] = defaultdict(Counter)
-    for row in latest.values():
-        outcomes[row["rule_id"]][row["outcome"]] += 1
-        if row["outcome"] == "overridden":
-            reasons[row["rule_id"]][(row["override_code"], row["override_display"])] += 1
+    tallies: dict[str, _Tally] = defaultdict(_Tally)
+    for (rule_id, _card), rows in answers.items():
+        tallies[rule_id].add_card(rows)
     return [
-        RuleStats(
-            rule_id=rule_id,
-            versions=tuple(sorted(versions[rule_id])),
-            fired=counts[rule_id],
-            accepted=outcomes[rule_id]["accepted"],
-            overridden=outcomes[rule_id]["overridden"],
-            override_reasons=tuple(
-                ReasonCount(code, display, n)
-                for (code, display), n in reasons[rule_id].most_common()
-            ),
-            last_fired=last_fired.get(rule_id),
-        )
+        _stats(rule_id, tallies[rule_id], versions, counts, last_fired, offered)
         for rule_id in sorted(counts)
     ]
+
+
+def _stats(
+    rule_id: str,
+    tally: _Tally,
+    versions: dict[str, set[str]],
+    counts: Counter[str],
+    last_fired: dict[str, datetime],
+    offered: Mapping[str, frozenset[str]] | None,
+) -> RuleStats:
+    codes = offered.get(rule_id) if offered is not None else None
+    return RuleStats(
+        rule_id=rule_id,
+        versions=tuple(sorted(versions[rule_id])),
+        fired=counts[rule_id],
+        accepted=tally.accepted,
+        overridden=tally.overridden,
+        override_reasons=tuple(
+            ReasonCount(code, display, n, None if codes is None else code in codes)
+            for (code, display), n in tally.reasons.most_common()
+        ),
+        last_fired=last_fired.get(rule_id),
+        answered=tally.answered,
+        sequences=tuple(tally.sequences.most_common()),
+        accepted_suggestions=tally.suggestions,
+    )
+
+
+# --- shadow rules ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShadowStats:
+    """How often a shadow rule would have fired, and on which services."""
+
+    rule_id: str
+    versions: tuple[str, ...]
+    would_fire: int
+    by_service: tuple[tuple[str, int], ...]
+    by_indicator: tuple[tuple[str, int], ...]
+    last: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule_id": self.rule_id,
+            "versions": list(self.versions),
+            "would_fire": self.would_fire,
+            "by_service": dict(self.by_service),
+            "by_indicator": dict(self.by_indicator),
+            "last": self.last.isoformat() if self.last else None,
+        }
+
+
+def shadow_summary(
+    source: Engine | HasEngine, since: datetime | None = None, until: datetime | None = None
+) -> list[ShadowStats]:
+    stmt = select(
+        shadow_firings.c.rule_id,
+        shadow_firings.c.rule_version,
+        shadow_firings.c.indicator,
+        evaluations.c.service_id,
+        func.count().label("n"),
+        func.max(evaluations.c.recorded_at).label("last"),
+    ).select_from(
+        shadow_firings.join(evaluations, shadow_firings.c.evaluation_id == evaluations.c.id)
+    )
+    stmt = stmt.where(*_time_window(since, until))
+    stmt = stmt.group_by(
+        shadow_firings.c.rule_id,
+        shadow_firings.c.rule_version,
+        shadow_firings.c.indicator,
+        evaluations.c.service_id,
+    )
+    with _engine(source).connect() as conn:
+        rows = conn.execute(stmt).all()
+    grouped: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        grouped[row.rule_id].append(row)
+    return [_shadow_stats(rule_id, grouped[rule_id]) for rule_id in sorted(grouped)]
+
+
+def _time_window(since: datetime | None, until: datetime | None) -> list[Any]:
+    conditions = []
+    if since is not None:
+        conditions.append(evaluations.c.recorded_at >= since)
+    if until is not None:
+        conditions.append(evaluations.c.recorded_at < until)
+    return conditions
+
+
+def _shadow_stats(rule_id: str, rows: list[Any]) -> ShadowStats:
+    services: Counter[str] = Counter()
+    indicators: Counter[str] = Counter()
+    for row in rows:
+        services[row.service_id] += row.n
+        indicators[row.indicator] += row.n
+    lasts = [row.last for row in rows if row.last is not None]
+    return ShadowStats(
+        rule_id=rule_id,
+        versions=tuple(sorted({row.rule_version for row in rows})),
+        would_fire=sum(services.values()),
+        by_service=tuple(services.most_common()),
+        by_indicator=tuple(indicators.most_common()),
+        last=max(lasts) if lasts else None,
+    )
+
+
+# --- alert burden and trends ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BurdenStats:
+    """Cards per KAP request, by service: the interruptions a prescriber feels."""
+
+    service_id: str
+    requests: int
+    histogram: tuple[tuple[int, int], ...]  # (cards in the answer, requests)
+
+    @property
+    def mean(self) -> float:
+        total = sum(cards * n for cards, n in self.histogram)
+        return total / self.requests if self.requests else 0.0
+
+
+def alert_burden(
+    source: Engine | HasEngine, since: datetime | None = None, until: datetime | None = None
+) -> list[BurdenStats]:
+    stmt = (
+        select(evaluations.c.service_id, evaluations.c.card_count, func.count().label("n"))
+        .where(evaluations.c.kap.is_(True), *_time_window(since, until))
+        .group_by(evaluations.c.service_id, evaluations.c.card_count)
+    )
+    with _engine(source).connect() as conn:
+        rows = conn.execute(stmt).all()
+    by_service: dict[str, dict[int, int]] = defaultdict(dict)
+    for service_id, card_count, n in rows:
+        by_service[service_id][int(card_count)] = int(n)
+    return [
+        BurdenStats(service, sum(hist.values()), tuple(sorted(hist.items())))
+        for service, hist in sorted(by_service.items())
+    ]
+
+
+def fired_by_day(
+    source: Engine | HasEngine, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, dict[str, int]]:
+    """Cards fired per rule per UTC day ({rule id: {YYYY-MM-DD: n}}), for the trend chart.
+
+    Days are formed in Python from the recorded times: SQLite and PostgreSQL spell date
+    truncation differently, and the window the page asks for is small."""
+    stmt = select(cards.c.rule_id, evaluations.c.recorded_at).select_from(
+        cards.join(evaluations, cards.c.evaluation_id == evaluations.c.id)
+    )
+    stmt = stmt.where(*_time_window(since, until))
+    days: dict[str, Counter[str]] = defaultdict(Counter)
+    with _engine(source).connect() as conn:
+        for rule_id, recorded_at in conn.execute(stmt):
+            days[rule_id][recorded_at.date().isoformat()] += 1
+    return {rule_id: dict(sorted(c.items())) for rule_id, c in sorted(days.items())}

@@ -27,8 +27,10 @@ def evaluation_record(
     data: PatientData,
     evaluation: Evaluation,
     latency_ms: float,
+    sealed_inputs: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """``sealed_inputs`` is (key id, Fernet token) when the input archive is on."""
+    record = {
         "kind": EVALUATION,
         "id": str(uuid.uuid4()),
         "recorded_at": datetime.now(UTC).isoformat(),
@@ -42,7 +44,11 @@ def evaluation_record(
         "latency_ms": float(latency_ms),
         "data_outcomes": {key: outcome.value for key, outcome in data.outcomes.items()},
         "cards": _card_entries(evaluation),
+        "shadow": [_fired_only_entry(rule) for rule in evaluation.shadow],
     }
+    if sealed_inputs is not None:
+        record["archive"] = {"key_id": sealed_inputs[0], "token": sealed_inputs[1]}
+    return record
 
 
 def _card_entries(evaluation: Evaluation) -> list[dict[str, Any]]:

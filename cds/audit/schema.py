@@ -134,3 +134,40 @@ feedback = Table(
     Index("ix_audit_feedback_card_uuid", "card_uuid"),
     Index("ix_audit_feedback_received_at", "received_at"),
 )
+
+# Shadow rules that would have fired (never shown to the EHR): one row per rule and evaluation.
+shadow_firings = Table(
+    "audit_shadow_firing",
+    metadata,
+    Column(
+        "evaluation_id",
+        String,
+        ForeignKey("audit_evaluation.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("rule_id", String, primary_key=True),
+    Column("rule_version", String, nullable=False),
+    Column("family", String, nullable=False),
+    Column("indicator", String, nullable=False),
+    Column("facts", json_type(), nullable=False),
+    Index("ix_audit_shadow_firing_rule_id", "rule_id"),
+)
+
+# Opt-in input archive for impact replay: each evaluation's inputs (context and patient data),
+# encrypted before they leave the request thread. The key never enters the database; `key_id`
+# only says which of the configured keys can open a row. Read by the CLI alone (never over HTTP).
+input_archive = Table(
+    "audit_input_archive",
+    metadata,
+    Column(
+        "evaluation_id",
+        String,
+        ForeignKey("audit_evaluation.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("service_id", String, nullable=False),
+    Column("key_id", String, nullable=False),
+    Column("token", Text, nullable=False),
+    Index("ix_audit_input_archive_recorded_at", "recorded_at"),
+)

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cds.audit import db, records
+from cds.audit.archive import ArchiveCipher, ArchivedInputs
 from cds.audit.spool import Spool
 from cds.audit.writer import Writer
 from cds.config import Settings
@@ -24,10 +25,17 @@ log = logging.getLogger(__name__)
 
 
 class AuditStore:
-    def __init__(self, engine: Engine, spool: Spool, writer: Writer) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        spool: Spool,
+        writer: Writer,
+        archive: ArchiveCipher | None = None,
+    ) -> None:
         self.engine = engine
         self.spool = spool
         self.writer = writer
+        self.archive = archive  # None: the input archive is off (no key configured)
         self._closed = False
 
     def record_evaluation(
@@ -40,8 +48,12 @@ class AuditStore:
         data: PatientData,
         evaluation: Evaluation,
         latency_ms: float,
+        inputs: ArchivedInputs | None = None,
     ) -> None:
         try:
+            sealed = None
+            if self.archive is not None and inputs is not None and evaluation.kap:
+                sealed = (self.archive.key_id, self.archive.seal(inputs))
             record = records.evaluation_record(
                 service_id=service_id,
                 hook=hook,
@@ -50,6 +62,7 @@ class AuditStore:
                 data=data,
                 evaluation=evaluation,
                 latency_ms=latency_ms,
+                sealed_inputs=sealed,
             )
             self._spool(record)
         except Exception:  # the protocol promises never to raise into the request
@@ -129,9 +142,10 @@ def open_store(
         backoff_initial=backoff_initial,
         backoff_max=backoff_max,
     )
+    archive = ArchiveCipher.from_settings(settings.archive_key, settings.archive_key_file)
     writer.start()
     writer.wake()  # replay what was claimed right away
-    return AuditStore(engine, spool, writer)
+    return AuditStore(engine, spool, writer, archive)
 
 
 def _try_upgrade(engine: Engine) -> bool:

@@ -242,6 +242,9 @@ def _validate(record: Any) -> None:
     if record.get("kind") == "evaluation":
         db.evaluation_row(record)
         db.card_rows_of(record)
+        db.shadow_rows_of(record)
+        if record.get("archive"):
+            db.archive_row(record)
     elif record.get("kind") == "feedback":
         db.feedback_row(record, None)
     else:

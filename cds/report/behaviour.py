@@ -8,7 +8,7 @@ contain the URL and its password.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +17,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds.audit.db import audit_url, create_audit_engine
-from cds.audit.queries import RuleStats, rule_summary
+from cds.audit.queries import (
+    BurdenStats,
+    RuleStats,
+    ShadowStats,
+    alert_burden,
+    fired_by_day,
+    rule_summary,
+    shadow_summary,
+)
 
 # Overridden in at least this share of firings: the card is probably ignored (alert fatigue).
 FATIGUE_SHARE = 0.8
@@ -31,6 +39,9 @@ def is_fatigued(stats: RuleStats) -> bool:
 class Behaviour:
     since: datetime | None
     stats: dict[str, RuleStats] = field(default_factory=dict)
+    shadow: dict[str, ShadowStats] = field(default_factory=dict)
+    burden: tuple[BurdenStats, ...] = ()
+    by_day: dict[str, dict[str, int]] = field(default_factory=dict)  # rule -> UTC day -> cards
     error: str | None = None
     computed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -53,15 +64,33 @@ class Behaviour:
         return sorted(r for r in self.stats if r not in known)
 
 
-def read_behaviour(engine: Engine, since: datetime | None) -> Behaviour:
+def read_behaviour(
+    engine: Engine,
+    since: datetime | None,
+    offered: Mapping[str, frozenset[str]] | None = None,
+) -> Behaviour:
+    """Every figure the report and the governance page show, in one read of the store."""
     try:
-        stats = rule_summary(engine, since, None)
+        stats = rule_summary(engine, since, None, offered)
+        shadow = shadow_summary(engine, since, None)
+        burden = alert_burden(engine, since, None)
+        by_day = fired_by_day(engine, since, None)
     except SQLAlchemyError as exc:
         return Behaviour(since, error=f"the audit store could not be read ({type(exc).__name__})")
-    return Behaviour(since, {s.rule_id: s for s in stats})
+    return Behaviour(
+        since,
+        {s.rule_id: s for s in stats},
+        {s.rule_id: s for s in shadow},
+        tuple(burden),
+        by_day,
+    )
 
 
-def behaviour_from_url(database_url: str, since: datetime | None) -> Behaviour:
+def behaviour_from_url(
+    database_url: str,
+    since: datetime | None,
+    offered: Mapping[str, frozenset[str]] | None = None,
+) -> Behaviour:
     """Open the configured store read-only for one query; never raises."""
     try:
         url = audit_url(database_url)
@@ -74,7 +103,7 @@ def behaviour_from_url(database_url: str, since: datetime | None) -> Behaviour:
     except Exception as exc:  # e.g. a missing driver
         return Behaviour(since, error=f"the audit store could not be opened ({type(exc).__name__})")
     try:
-        return read_behaviour(engine, since)
+        return read_behaviour(engine, since, offered)
     finally:
         engine.dispose()
 

@@ -39,7 +39,7 @@ def report_command(settings: Settings, fmt: str, output: Path, since: str | None
         ruleset,
         datetime.now(UTC),
         fixtures_for(ruleset, settings),
-        behaviour_from_url(settings.database_url, start),
+        behaviour_from_url(settings.database_url, start, ruleset.offered_reasons()),
     )
     doc = build_report(data)
     text = render_html(doc) if fmt == "html" else render_markdown(doc)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cds.audit.queries import RuleStats
+from cds.report import charts
 from cds.report.behaviour import Behaviour, is_fatigued
 from cds.report.conditions import ConditionText, policy_display, valueset_ids
 from cds.report.doc import (
@@ -18,6 +19,7 @@ from cds.report.doc import (
     Code,
     Document,
     Fields,
+    Figure,
     Heading,
     Link,
     Para,
@@ -116,7 +118,7 @@ def front_page(data: ReportInput) -> list[Block]:
                 ("Rule-set digest", cell(Code(ruleset.digest))),
                 ("Generated", cell(data.generated_at.isoformat(timespec="seconds"))),
                 ("Rule set", cell(Code(str(ruleset.directory)))),
-                ("Rules", cell(f"{len(rules)} ({len(ruleset.active_rules)} active)")),
+                ("Rules", cell(_rule_counts(ruleset))),
                 ("Value sets", cell(str(len(ruleset.valueset_files)))),
                 ("Site policy", cell(_site_policy_summary(ruleset))),
             )
@@ -171,9 +173,17 @@ def _counts_table(rules: list[RuleFile]) -> Table:
     return Table(("family", "rules", "active", *INDICATORS), tuple(rows))
 
 
+def _rule_counts(ruleset: LoadedRuleSet) -> str:
+    shadow = len(ruleset.shadow_rules)
+    in_shadow = f", {shadow} in shadow (evaluated, not shown)" if shadow else ""
+    return f"{len(ruleset.rules)} ({len(ruleset.active_rules)} active{in_shadow})"
+
+
 def _status_blocks(rules: list[RuleFile]) -> list[Block]:
     inactive = sorted((r for r in rules if r.status != "active"), key=lambda r: r.id)
-    blocks: list[Block] = [Heading(2, "Draft and retired rules", "inactive")]
+    blocks: list[Block] = [
+        Heading(2, "Rules not shown to clinicians (draft, shadow, retired)", "inactive")
+    ]
     if not inactive:
         return [*blocks, Para(cell("None: every rule is active."))]
     rows = tuple(
@@ -379,12 +389,136 @@ def behaviour_blocks(behaviour: Behaviour, ruleset: LoadedRuleSet) -> list[Block
         )
     )
     blocks.append(_behaviour_table(behaviour, ruleset))
+    blocks += chart_blocks(behaviour)
+    blocks += shadow_blocks(behaviour, ruleset)
     gone = behaviour.unknown_rules(ruleset.rules)
     if gone:
         blocks.append(
             Para(cell("Also in the trail but not in this rule set: ", ", ".join(gone)), "note")
         )
     return blocks
+
+
+def chart_blocks(behaviour: Behaviour) -> list[Block]:
+    """The figures as charts (the tables above and below carry the same numbers)."""
+    stats = list(behaviour.stats.values())
+    blocks: list[Block] = [Heading(3, "Charts", "charts")]
+    if not stats and not behaviour.burden:
+        return [*blocks, Para(cell("Nothing recorded in the period yet."), "note")]
+    if behaviour.by_day:
+        blocks.append(
+            Figure(
+                charts.fired_over_time(behaviour.by_day),
+                "Cards fired per rule per day (UTC), the busiest rules.",
+                "Line chart of cards fired per day for the busiest rules.",
+            )
+        )
+    if behaviour.burden:
+        blocks.append(
+            Figure(
+                charts.burden_histogram(behaviour.burden),
+                "Cards per KAP request by service: the interruptions a prescriber feels. "
+                + "; ".join(f"{b.service_id}: mean {b.mean:.1f}" for b in behaviour.burden),
+                "Stacked bars: share of requests with 0, 1, 2, 3, 4 or 5+ cards per service.",
+            )
+        )
+    if any(s.fired for s in stats):
+        blocks.append(
+            Figure(
+                charts.override_rates(stats),
+                "Share of each rule's cards that clinicians overrode, with the top reason.",
+                "Horizontal bars: override share per rule.",
+            )
+        )
+    if any(s.accepted_suggestions for s in stats):
+        blocks.append(
+            Figure(
+                charts.accepted_suggestions(stats),
+                "Suggestions clinicians accepted, per rule.",
+                "Bars: accepted suggestions per rule.",
+            )
+        )
+    return blocks
+
+
+def rule_chart_blocks(behaviour: Behaviour, rule_id: str) -> list[Block]:
+    """One rule's figures, for its governance page."""
+    blocks: list[Block] = [Heading(3, "Figures", "figures")]
+    stats = behaviour.of(rule_id)
+    shadow = behaviour.shadow.get(rule_id)
+    days = behaviour.by_day.get(rule_id)
+    if days:
+        blocks.append(
+            Figure(
+                charts.fired_over_time({rule_id: days}, f"{rule_id}: cards per day"),
+                "Cards this rule produced per day (UTC).",
+                f"Line chart of {rule_id} cards per day.",
+            )
+        )
+    if stats is not None and stats.fired:
+        blocks.append(
+            Figure(
+                charts.rule_outcomes(stats),
+                "Fired, answered, accepted, overridden, and both (accepted then overridden or "
+                "the other way round).",
+                f"{rule_id}: fired {stats.fired}, accepted {stats.accepted}, "
+                f"overridden {stats.overridden}.",
+            )
+        )
+    if stats is not None and stats.override_reasons:
+        blocks.append(
+            Figure(
+                charts.rule_reasons(stats),
+                "Override reasons given (a reason the card did not offer is marked).",
+                f"{rule_id} override reasons: {reason_text(stats)}.",
+            )
+        )
+    if shadow is not None:
+        blocks.append(
+            Para(
+                cell(
+                    f"In shadow: would have fired {shadow.would_fire} times ("
+                    + ", ".join(f"{name} {n}" for name, n in shadow.by_service)
+                    + ")."
+                )
+            )
+        )
+    if len(blocks) == 1:
+        blocks.append(Para(cell("No card from this rule in the period."), "note"))
+    return blocks
+
+
+def shadow_blocks(behaviour: Behaviour, ruleset: LoadedRuleSet) -> list[Block]:
+    """Shadow rules beside the active ones: how often each would have fired, and where."""
+    shadow_ids = sorted(r.id for r in ruleset.shadow_rules)
+    if not shadow_ids and not behaviour.shadow:
+        return []
+    blocks: list[Block] = [
+        Heading(3, "Shadow rules (evaluated, never shown to the EHR)", "shadow"),
+    ]
+    counted = [behaviour.shadow[r] for r in sorted(behaviour.shadow)]
+    if counted:
+        blocks.append(
+            Figure(
+                charts.shadow_would_fire(counted),
+                "How often each shadow rule would have fired, by service.",
+                "Stacked bars: would-have-fired counts per shadow rule and service.",
+            )
+        )
+    rows = []
+    for rule_id in sorted(set(shadow_ids) | set(behaviour.shadow)):
+        found = behaviour.shadow.get(rule_id)
+        rows.append(
+            (
+                cell(Link(rule_id, f"#{rule_id}")),
+                cell(str(found.would_fire if found else 0)),
+                cell(", ".join(f"{name} {n}" for name, n in found.by_service) if found else ""),
+                cell(", ".join(f"{name} {n}" for name, n in found.by_indicator) if found else ""),
+                cell("" if rule_id in shadow_ids else "no longer in shadow"),
+            )
+        )
+    header = ("rule", "would have fired", "by service", "by severity", "note")
+    return [*blocks, Table(header, tuple(rows))]
 
 
 def _behaviour_table(behaviour: Behaviour, ruleset: LoadedRuleSet) -> Table:
@@ -399,6 +533,7 @@ def _behaviour_table(behaviour: Behaviour, ruleset: LoadedRuleSet) -> Table:
         "fired",
         "accepted",
         "overridden",
+        "both",
         "override share",
         "override reasons",
         "flag",
@@ -406,17 +541,38 @@ def _behaviour_table(behaviour: Behaviour, ruleset: LoadedRuleSet) -> Table:
     return Table(header, tuple(rows))
 
 
-def _behaviour_row(stats: RuleStats) -> tuple[Cell, ...]:
-    reasons = "; ".join(
-        " ".join(p for p in (r.code or "?", r.display, f"({r.count})") if p)
+def reason_text(stats: RuleStats) -> str:
+    """Override reasons with counts; a reason the card did not offer is marked."""
+    return "; ".join(
+        " ".join(
+            p
+            for p in (
+                r.code or "?",
+                r.display,
+                "(not offered)" if r.offered is False else None,
+                f"({r.count})",
+            )
+            if p
+        )
         for r in stats.override_reasons
     )
+
+
+def _behaviour_row(stats: RuleStats) -> tuple[Cell, ...]:
     return (
         cell(Link(stats.rule_id, f"#{stats.rule_id}")),
         cell(str(stats.fired)),
         cell(str(stats.accepted)),
         cell(str(stats.overridden)),
+        cell(str(stats.both)),
         cell(f"{stats.overridden / stats.fired:.0%}"),
-        cell(reasons),
-        cell("alert fatigue" if is_fatigued(stats) else ""),
+        cell(reason_text(stats)),
+        cell(_flags(stats)),
     )
+
+
+def _flags(stats: RuleStats) -> str:
+    flags = ["alert fatigue"] if is_fatigued(stats) else []
+    if stats.unoffered_reasons:
+        flags.append("reasons not offered by the card")
+    return ", ".join(flags)

@@ -76,6 +76,16 @@ class Literal:
 
 
 @dataclass(frozen=True)
+class Figure:
+    """A chart: a self-contained SVG document (rendered by ``cds.report.charts``), its caption,
+    and a text alternative for screen readers and the Markdown report."""
+
+    svg: str
+    caption: str
+    alt: str
+
+
+@dataclass(frozen=True)
 class Section:
     """A group of blocks; ``keys`` (id, family...) let the governance page filter sections."""
 
@@ -84,7 +94,7 @@ class Section:
     keys: tuple[str, ...] = ()
 
 
-Block = Heading | Para | Table | Fields | Bullets | Literal | Section
+Block = Heading | Para | Table | Fields | Bullets | Literal | Figure | Section
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from cds.report.doc import (
     Code,
     Document,
     Fields,
+    Figure,
     Heading,
     Inline,
     Link,
@@ -68,6 +69,9 @@ p.bad { background: var(--bad-bg); color: var(--bad); padding: 6px 10px; border-
   border-bottom: 1px solid var(--line); }
 .filter input { font: inherit; width: 360px; max-width: 100%; padding: 5px 8px;
   border: 1px solid var(--line); border-radius: 4px; }
+figure { margin: 10px 0 18px; }
+figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
+figcaption { color: var(--muted); font-size: 13px; }
 @media print { .filter { display: none; } section.rule { break-before: page; } }
 """
 
@@ -92,7 +96,7 @@ FILTER_SCRIPT = """
 SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(FILTER_SCRIPT.encode()).digest()).decode()
 
 _ANCHOR = re.compile(r"[^A-Za-z0-9_-]")
-_SAFE_HREF = ("https://", "http://", "#")
+_SAFE_HREF = ("https://", "http://", "#", "/")
 
 
 def anchor(text: str) -> str:
@@ -147,7 +151,19 @@ def _block(block: Block) -> str:
         return "<ul>" + "".join(f"<li>{_cell(item)}</li>" for item in block.items) + "</ul>"
     if isinstance(block, Literal):
         return f'<pre class="{escape(block.language)}">{escape(block.text)}</pre>'
+    if isinstance(block, Figure):
+        return _figure(block)
     return _section(block)
+
+
+def _figure(figure: Figure) -> str:
+    """The SVG as a ``data:`` image: an image document runs no script and cannot reach the
+    page, so chart content needs no trust and the page's CSP only has to allow ``img-src data:``."""
+    data = base64.b64encode(figure.svg.encode("utf-8")).decode("ascii")
+    return (
+        f'<figure><img alt="{escape(figure.alt)}" src="data:image/svg+xml;base64,{data}">'
+        f"<figcaption>{escape(figure.caption)}</figcaption></figure>"
+    )
 
 
 def _section(section: Section) -> str:
@@ -189,8 +205,9 @@ def _breakable(text: str) -> str:
 
 
 def _link(link: Link) -> str:
-    if not link.url.lower().startswith(_SAFE_HREF):
+    # "/..." is a page of this service (governance rule pages); "//host" would leave it.
+    if not link.url.lower().startswith(_SAFE_HREF) or link.url.startswith("//"):
         return escape(f"{link.label} ({link.url})")
     href = f"#{anchor(link.url[1:])}" if link.url.startswith("#") else link.url
-    external = "" if href.startswith("#") else ' rel="noopener noreferrer"'
+    external = "" if href.startswith(("#", "/")) else ' rel="noopener noreferrer"'
     return f'<a href="{escape(href)}"{external}>{escape(link.label)}</a>'

@@ -15,6 +15,7 @@ from cds.report.doc import (
     Code,
     Document,
     Fields,
+    Figure,
     Heading,
     Inline,
     Link,
@@ -58,6 +59,9 @@ def _block(block: Block) -> str:
         return "\n".join(f"- {_cell(item)}" for item in block.items)
     if isinstance(block, Literal):
         return _fenced(block)
+    if isinstance(block, Figure):
+        # Markdown viewers differ on embedded SVG: the caption and text alternative stand in.
+        return f"_Chart: {escape_md(block.caption)}_ ({escape_md(block.alt)})"
     return _section(block)
 
 

@@ -37,6 +37,9 @@ from cds.ruleset.templates import TemplateError, check_variant_templates
 from cds.ruleset.valuesets import ValueSet, ValueSetFile, load_valuesets
 
 RULESET_VERSION = "1"  # bump when the rule-file format changes incompatibly
+# Statuses the engine runs. Shadow rules run like active ones; the evaluator keeps their cards
+# out of the response and the audit trail records them as "would have fired".
+EVALUATED_STATUSES = ("active", "shadow")
 
 
 @dataclass(frozen=True)
@@ -54,13 +57,31 @@ class LoadedRuleSet:
     valueset_files: dict[str, ValueSetFile]
     policy: Policy
     override_reasons: dict[str, str]
-    compiled: dict[str, list[CompiledVariant]]  # hook -> active variants
+    compiled: dict[str, list[CompiledVariant]]  # hook -> active and shadow variants
     digest: str
     checklist: Checklist | None = None  # rules/readiness.yaml
 
     @property
     def active_rules(self) -> list[RuleFile]:
         return [s.rule for s in self.rules.values() if s.rule.status == "active"]
+
+    @property
+    def shadow_rules(self) -> list[RuleFile]:
+        return [s.rule for s in self.rules.values() if s.rule.status == "shadow"]
+
+    def offered_reasons(self) -> dict[str, frozenset[str]]:
+        """Per rule, every override reason code its cards can offer (rule and variant lists)."""
+        return {
+            rule_id: frozenset(
+                [*src.rule.override_reasons]
+                + [c for v in src.rule.variants for c in v.override_reasons or []]
+            )
+            for rule_id, src in self.rules.items()
+        }
+
+    def is_shadow(self, rule_id: str) -> bool:
+        source = self.rules.get(rule_id)
+        return source is not None and source.rule.status == "shadow"
 
 
 def load_ruleset(directory: Path, policy_file: Path | None = None) -> LoadedRuleSet:
@@ -77,7 +98,7 @@ def load_ruleset(directory: Path, policy_file: Path | None = None) -> LoadedRule
     compiled: dict[str, list[CompiledVariant]] = {hook: [] for hook in HOOKS}
     for source in rules.values():
         _check_references(source, rules, reasons)
-        if source.rule.status != "active":
+        if source.rule.status not in EVALUATED_STATUSES:
             continue
         for variant in _compile_rule(source, frozenset(valuesets), policy):
             for hook in source.rule.hooks:

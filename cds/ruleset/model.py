@@ -113,7 +113,8 @@ class RuleFile(_Model):
     title: str = Field(min_length=3, max_length=100)
     family: Family
     version: Annotated[str, Field(pattern=SEMVER)]
-    status: Literal["draft", "active", "retired"]
+    # shadow: evaluated and audited as "would have fired", never shown to the EHR (a silent trial).
+    status: Literal["draft", "active", "shadow", "retired"]
     owner: str
     effective_date: date
     hooks: list[Hook] = Field(min_length=1)

@@ -63,7 +63,7 @@ class JwtAuthMiddleware:
             await send({"type": "websocket.close", "code": 1008})
             return
         path = app_path(scope)
-        if path in OPEN_PATHS or path in self._extra_open_paths:
+        if path in OPEN_PATHS or self._extra_open(path):
             await self.app(scope, receive, send)
             return
         client = await self._authenticate(scope, path)
@@ -72,6 +72,10 @@ class JwtAuthMiddleware:
             return
         scope.setdefault("state", {})[STATE_KEY] = client
         await self.app(scope, receive, send)
+
+    def _extra_open(self, path: str) -> bool:
+        """An extra open path opens its sub-pages too (/governance -> /governance/rules/X)."""
+        return any(path == p or path.startswith(p + "/") for p in self._extra_open_paths)
 
     async def _authenticate(self, scope: Scope, path: str) -> CdsClient | None:
         token = bearer_token(Headers(scope=scope).get("authorization"))

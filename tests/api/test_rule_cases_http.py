@@ -47,9 +47,10 @@ def test_case_over_http(loaded: LoadedCase, client: tuple[TestClient, dict[str, 
     assert not check_result(loaded.case, fired, fired_variants(cards))
     for card in cards:
         assert len(card["summary"]) < 140
-        # source.url: the governance page section of the rule or checklist behind the card
-        anchor = card["source"]["topic"]["code"]
-        assert card["source"]["url"] == f"http://testserver/governance#{anchor}"
+        # source.url: the governance page of the rule, or the checklist section, behind the card
+        code = card["source"]["topic"]["code"]
+        page = "governance#readiness" if code == "readiness" else f"governance/rules/{code}"
+        assert card["source"]["url"] == f"http://testserver/{page}"
         if "org.kapcds.rule" in card["extension"]:
             rule = card["extension"]["org.kapcds.rule"]
             assert rule["id"] == card["source"]["topic"]["code"] and rule["version"]

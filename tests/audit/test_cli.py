@@ -34,7 +34,11 @@ def test_summary_command_text_and_json(store: AuditStore, settings: Settings) ->
 
     text = io.StringIO()
     assert summary_command(settings, None, None, "text", text) == EXIT_OK
-    assert "| KAP-CI-010 | 1.2.0 | 1 | 0 | 1 | Clinician-Reviewed (1) |" in text.getvalue()
+    # "clinician-reviewed" is not among KAP-CI-010's override reasons: flagged as not offered.
+    assert (
+        "| KAP-CI-010 | 1.2.0 | 1 | 1 | 0 | 1 | 0 | Clinician-Reviewed (not offered) (1) |"
+        in text.getvalue()
+    )
 
     js = io.StringIO()
     assert summary_command(settings, None, "2999-01-01", "json", js) == EXIT_OK

@@ -109,17 +109,28 @@ def test_rule_summary_counts_fired_outcomes_and_reasons(store: AuditStore) -> No
     ci = stats["KAP-CI-010"]
     assert ci.versions == ("1.2.0", "1.3.0")
     assert ci.fired == 2
-    # card 1: overridden then accepted (latest wins); card 2: overridden for "benefit"
-    assert (ci.accepted, ci.overridden) == (1, 1)
-    assert ci.override_reasons == (ReasonCount("benefit", "Benefit", 1),)
+    # card 1: overridden, then accepted (both count, in that order); card 2: overridden
+    assert (ci.answered, ci.accepted, ci.overridden, ci.both) == (2, 1, 2, 1)
+    assert dict(ci.sequences) == {"overridden → accepted": 1, "overridden": 1}
+    assert ci.override_reasons == (ReasonCount("benefit", "Benefit", 2),)
     assert ci.last_fired is not None and ci.last_fired.tzinfo is not None
 
     dr = stats["KAP-DR-001"]
-    assert (dr.fired, dr.accepted, dr.overridden) == (1, 0, 1)
+    assert (dr.fired, dr.accepted, dr.overridden, dr.both) == (1, 0, 1, 0)
     assert dr.override_reasons == (ReasonCount("escort-arranged", "Escort-Arranged", 1),)
     assert dr.to_json()["override_reasons"] == [
-        {"code": "escort-arranged", "display": "Escort-Arranged", "count": 1}
+        {"code": "escort-arranged", "display": "Escort-Arranged", "count": 1, "offered": None}
     ]
+
+
+def test_rule_summary_flags_reasons_the_card_did_not_offer(store: AuditStore) -> None:
+    _seed(store)
+    offered = {"KAP-CI-010": frozenset({"benefit"}), "KAP-DR-001": frozenset({"OR-OTHER"})}
+    stats = {s.rule_id: s for s in rule_summary(store, offered=offered)}
+    assert stats["KAP-CI-010"].unoffered_reasons == ()
+    assert stats["KAP-CI-010"].override_reasons[0].offered is True
+    [odd] = stats["KAP-DR-001"].unoffered_reasons
+    assert (odd.code, odd.offered) == ("escort-arranged", False)
 
 
 def test_rule_summary_window(store: AuditStore) -> None:

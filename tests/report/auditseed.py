@@ -87,3 +87,32 @@ def seed(store: AuditStore) -> None:
         )
     answer(store, fire(store, "KAP-CI-001"), "accepted")
     assert store.flush(10)
+
+
+def fire_with_shadow(store: AuditStore, rule_id: str, shadow_rule: str, service: str) -> str:
+    """An evaluation where ``rule_id`` fired and ``shadow_rule`` would have (shadow)."""
+    card = _card(rule_id)
+    fired = FiredRule(rule_id, "1.0.0", "contraindication", "warning", card.uuid, [])
+    ghost = FiredRule(shadow_rule, "1.1.0", "contraindication", "critical", str(uuid.uuid4()), [])
+    store.record_evaluation(
+        service_id=service,
+        hook=service.removeprefix("kap-"),
+        hook_instance=str(uuid.uuid4()),
+        patient_id="p1",
+        data=PatientData({}, {"patient": KeyOutcome.prefetched}),
+        evaluation=Evaluation([card], [fired], T0, True, "sha256:x", [ghost]),
+        latency_ms=2.0,
+    )
+    return card.uuid
+
+
+def seed_analytics(store: AuditStore) -> None:
+    """``seed`` plus what the charts show: a card accepted then overridden, a reason the card
+    did not offer, a second service, and a shadow rule that would have fired."""
+    seed(store)
+    first = fire_with_shadow(store, "KAP-CI-001", "KAP-CI-010", "kap-order-select")
+    answer(store, first, "accepted")
+    assert store.flush(10)  # received in order: accepted first
+    answer(store, first, "overridden", "OR-NOT-ON-THE-CARD")
+    fire_with_shadow(store, "KAP-CI-001", "KAP-CI-010", "kap-order-sign")
+    assert store.flush(10)

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auditseed import seed
+from artifacts import artifact_dir
+from auditseed import seed_analytics
 from live_server import live_server
 
 from cds.audit import open_store
@@ -50,7 +51,7 @@ def server_url(tmp_path: Path) -> Iterator[str]:
         )
     )
     try:
-        seed(store)  # KAP-CI-001 fired and was accepted; KAP-CI-901 is not in this rule set
+        seed_analytics(store)  # KAP-CI-001 answered twice, KAP-CI-010 in shadow, KAP-CI-901 gone
     finally:
         store.close()
     with live_server(tmp_path, database_url) as server:
@@ -76,33 +77,51 @@ def _chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedPro
     )
 
 
-def test_governance_page_in_headless_chromium(server_url: str, tmp_path: Path) -> None:
-    binary = chromium()
-    url = f"{server_url}/governance"
-    dom = _chromium(
-        binary, tmp_path / "profile-dom", "--virtual-time-budget=3000", "--dump-dom", url
-    )
+def _dom(binary: str, profile: Path, url: str) -> str:
+    dom = _chromium(binary, profile, "--virtual-time-budget=3000", "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    html = dom.stdout
-    assert "KAP rule governance" in html
-    assert 'id="KAP-CI-001"' in html and 'id="KAP-DATA-001"' in html
-    assert "Behaviour in practice" in html
-    assert "<td>1</td><td>1</td><td>0</td>" in html  # KAP-CI-001: fired once, accepted
-    # The filter script ran (its CSP hash matches): it un-hides the filter box.
-    assert '<div class="filter">' in html, "the inline filter script did not run"
+    return dom.stdout
 
-    screenshot = tmp_path / "governance.png"
+
+def _screenshot(binary: str, profile: Path, url: str, target: Path) -> None:
     shot = _chromium(
         binary,
-        tmp_path / "profile-shot",
-        f"--screenshot={screenshot}",
-        "--window-size=1280,2000",
+        profile,
+        f"--screenshot={target}",
+        "--window-size=1280,2400",
         "--hide-scrollbars",
         url,
     )
     assert shot.returncode == 0, shot.stderr[-2000:]
-    assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
-    keep = os.environ.get("KAP_CDS_SCREENSHOT_DIR")
-    if keep:
-        Path(keep).mkdir(parents=True, exist_ok=True)
-        shutil.copy(screenshot, Path(keep) / "governance.png")
+    assert target.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_governance_pages_in_headless_chromium(server_url: str, tmp_path: Path) -> None:
+    binary = chromium()
+    html = _dom(binary, tmp_path / "profile-dom", f"{server_url}/governance")
+    assert "KAP rule governance" in html
+    # The index links each rule to its own page instead of carrying every rule's section.
+    assert 'href="/governance/rules/KAP-CI-001"' in html
+    assert 'id="KAP-DATA-001"' not in html and len(html) < 200_000
+    assert "Behaviour in practice" in html
+    # Charts are SVG images rendered server-side, allowed by the CSP as data: images.
+    assert html.count('src="data:image/svg+xml;base64,') >= 4
+    assert "Cards per KAP request by service" in html
+    assert "Shadow rules (evaluated, never shown to the EHR)" in html
+    assert "reasons not offered by the card" in html
+    # The filter script ran (its CSP hash matches): it un-hides the filter box.
+    assert '<div class="filter">' in html, "the inline filter script did not run"
+
+    rule = _dom(binary, tmp_path / "profile-rule", f"{server_url}/governance/rules/KAP-CI-001")
+    assert 'id="KAP-CI-001"' in rule and "Version history" in rule
+    assert 'alt="KAP-CI-001: fired 3, accepted 2, overridden 1."' in rule
+    assert rule.count('src="data:image/svg+xml;base64,') >= 2
+
+    keep = artifact_dir("governance")
+    _screenshot(binary, tmp_path / "profile-shot", f"{server_url}/governance", keep / "index.png")
+    _screenshot(
+        binary,
+        tmp_path / "profile-shot-rule",
+        f"{server_url}/governance/rules/KAP-CI-001",
+        keep / "rule-KAP-CI-001.png",
+    )

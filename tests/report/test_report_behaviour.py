@@ -55,9 +55,11 @@ def test_report_with_the_audit_store(
     assert "[KAP-CI-902]" not in behaviour  # only rules that fired get a row
     assert "(alert fatigue): [KAP-CI-901](#KAP-CI-901)" in behaviour
     assert (
-        "| [KAP-CI-901](#KAP-CI-901) | 5 | 1 | 4 | 80% | OR-BENEFIT Or-Benefit (3); "
+        "| [KAP-CI-901](#KAP-CI-901) | 5 | 1 | 4 | 0 | 80% | OR-BENEFIT Or-Benefit (3); "
         "OR-DATA-WRONG Or-Data-Wrong (1) | alert fatigue |" in behaviour
     )
+    # Charts stand as captions in Markdown (the HTML report embeds the SVG).
+    assert "_Chart: Cards per KAP request by service" in behaviour
     assert "Also in the trail but not in this rule set: KAP-CI-001" in behaviour
     rule = text.split('<a id="KAP-CI-901"></a>')[1]
     assert "- **Fired:** 5" in rule and "- **Overridden:** 4 (80%)" in rule

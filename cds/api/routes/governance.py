@@ -17,7 +17,12 @@ from cds.api.deps import RuntimeDep
 from cds.audit.cli import UsageError, parse_instant
 from cds.config import REPO_ROOT, Settings
 from cds.report.behaviour import Behaviour
-from cds.report.governance import CONTENT_SECURITY_POLICY, GovernanceCache, governance_html
+from cds.report.governance import (
+    CONTENT_SECURITY_POLICY,
+    GovernanceCache,
+    governance_html,
+    rule_page_html,
+)
 from cds.ruleset.loader import LoadedRuleSet, load_ruleset
 
 router = APIRouter(tags=["governance"])
@@ -41,9 +46,34 @@ async def governance(
         raise HTTPException(status_code=400, detail=str(exc)) from None
     cache = _cache(request)
     ruleset = _ruleset(request, runtime.evaluator, runtime.settings)
-    behaviour = await _behaviour(cache, runtime.audit, start)
+    behaviour = await _behaviour(cache, runtime.audit, start, ruleset)
     html = governance_html(ruleset, cache.catalog_html(ruleset), behaviour)
     return HTMLResponse(html, headers=HEADERS)
+
+
+@router.get(
+    "/governance/rules/{rule_id}",
+    response_class=HTMLResponse,
+    responses={
+        400: {"description": "`since` is not an ISO 8601 time"},
+        404: {"description": "No rule with this id in the loaded rule set (OperationOutcome)"},
+    },
+)
+async def governance_rule(
+    rule_id: str, request: Request, runtime: RuntimeDep, since: str | None = None
+) -> HTMLResponse:
+    """One rule: header, evidence, fixtures, version history and its figures."""
+    try:
+        start = parse_instant(since, "since")
+    except UsageError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
+    cache = _cache(request)
+    ruleset = _ruleset(request, runtime.evaluator, runtime.settings)
+    if rule_id not in ruleset.rules:
+        raise HTTPException(status_code=404, detail="no such rule in the loaded rule set")
+    behaviour = await _behaviour(cache, runtime.audit, start, ruleset)
+    html = rule_page_html(ruleset, rule_id, cache.catalog_html(ruleset), behaviour)
+    return HTMLResponse(html or "", headers=HEADERS)
 
 
 def _cache(request: Request) -> GovernanceCache:
@@ -68,10 +98,10 @@ def _ruleset(request: Request, evaluator: object, settings: Settings) -> LoadedR
 
 
 async def _behaviour(
-    cache: GovernanceCache, audit: object, since: datetime | None
+    cache: GovernanceCache, audit: object, since: datetime | None, ruleset: LoadedRuleSet
 ) -> Behaviour | None:
     """Figures from the app's audit store, when it is a database-backed one."""
     engine = getattr(audit, "engine", None)
     if not isinstance(engine, Engine):
         return None
-    return await run_in_threadpool(cache.behaviour, engine, since)
+    return await run_in_threadpool(cache.behaviour, engine, since, ruleset)

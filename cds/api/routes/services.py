@@ -18,6 +18,7 @@ from cds.api.deps import (
     SettingsDep,
 )
 from cds.cards.links import with_source_urls
+from cds.audit.archive import ArchivedInputs
 from cds.facts.triage import Triage
 from cds.fhir.gather import gather
 from cds.hooks.cards import CardsResponse
@@ -96,6 +97,14 @@ async def call_service(
             data=data,
             evaluation=evaluation,
             latency_ms=latency_ms,
+            # Kept only when the site turned the encrypted input archive on (for replay).
+            inputs=ArchivedInputs(
+                descriptor.id,
+                call.context,
+                data.resources,
+                {key: outcome.value for key, outcome in data.outcomes.items()},
+                now,
+            ),
         )
         base_url = settings.public_base_url or str(request.base_url)
         return json_response(_cards_body(evaluation, base_url))

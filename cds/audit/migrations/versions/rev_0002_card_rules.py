@@ -1,7 +1,7 @@
 """One audit_card row per rule a card stands for (the readiness checklist lists several).
 
 Revision ID: 0002
-Revises: 0001
+Revises: 0004
 Create Date: 2026-12-07
 
 A consolidated card carries one uuid for several rules; each rule is audited as fired, and
@@ -9,6 +9,9 @@ feedback on the card counts for each. The primary key becomes (evaluation, card,
 variant that fired is kept beside the rule version, and ``line`` orders the rules of one card
 (the order of the card's lines). Existing rows (one rule per card) keep
 their meaning; their variant is unknown (NULL).
+
+It revises 0004 (not 0001): 0004 (shadow firings, input archive) reached main first, also on top
+of 0001, and a single line of revisions keeps ``alembic upgrade head`` unambiguous.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002"
-down_revision = "0001"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
