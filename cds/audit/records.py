@@ -123,3 +123,16 @@ def _feedback_record(service_id: str, received_at: str, item: dict[str, Any]) ->
         # Kept as the EHR sent it; parsed when written (a bad value must not cost the item).
         "outcome_timestamp": item.get("outcomeTimestamp"),
     }
+
+
+def _fired_only_entry(rule: FiredRule) -> dict[str, Any]:
+    """A shadow rule's would-have-fired entry (audit_shadow_firing has no variant column)."""
+    return {
+        "card_uuid": rule.card_uuid,
+        "rule_id": rule.rule_id,
+        "rule_version": rule.version,
+        "family": rule.family,
+        "indicator": rule.indicator,
+        "summary": None,
+        "facts": rule.facts,
+    }

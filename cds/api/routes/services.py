@@ -17,8 +17,8 @@ from cds.api.deps import (
     RulesetEvaluator,
     SettingsDep,
 )
-from cds.cards.links import with_source_urls
 from cds.audit.archive import ArchivedInputs
+from cds.cards.links import with_source_urls
 from cds.facts.triage import Triage
 from cds.fhir.gather import gather
 from cds.hooks.cards import CardsResponse
