@@ -43,6 +43,8 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``evaluator`` and ``audit`` default to the real ones, built at start-up."""
     settings = settings or Settings()
+    if not settings.facility_timezone:
+        logger.warning(health.ZONE_WARNING)  # every process says it, however it was started
     app = FastAPI(title="kap-cds", version=__version__, description=DESCRIPTION, lifespan=_lifespan)
     app.state.runtime = Runtime(
         settings=settings,

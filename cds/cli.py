@@ -26,7 +26,17 @@ EXAMPLES_DIR = REPO_ROOT / "fhir_examples"
 
 
 def _settings() -> Settings:
-    return Settings()
+    """Settings from the environment; a wrong value is one line naming it, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"KAP_CDS_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise SystemExit(f"invalid settings: {problems}") from None
 
 
 # ---- serve / evaluate -------------------------------------------------------------------
@@ -109,7 +119,7 @@ def cmd_rules_lint(args: argparse.Namespace) -> int:
 
     settings = _settings()
     ruleset = _ruleset(settings)
-    RuleEvaluator(ruleset, settings.facility_timezone)  # compiles every rule into the engine
+    RuleEvaluator(ruleset, settings.facility_zone)  # compiles every rule into the engine
     problems = version_problems(ruleset, read_catalog(ruleset.directory))
     if not catalog_is_current(ruleset) and not settings.policy_file:
         problems.append(f"{ruleset.directory / 'CATALOG.json'} is stale: run `make catalog`")
@@ -142,7 +152,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     from cds.ruleset.cases import load_cases, run_case
 
     settings = _settings()
-    evaluator = RuleEvaluator(_ruleset(settings), settings.facility_timezone)
+    evaluator = RuleEvaluator(_ruleset(settings), settings.facility_zone)
     cases = [c for c in load_cases(EXAMPLES_DIR) if not args.rule or c.rule_id in args.rule]
     failed = 0
     for loaded in cases:

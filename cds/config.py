@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RULES_DIR = REPO_ROOT / "rules"
 DEFAULT_STATE_DIR = REPO_ROOT / "var"
+DEFAULT_FACILITY_ZONE = "UTC"
 
 
 class TrustedIssuer(BaseModel):
@@ -49,8 +51,11 @@ class Settings(BaseSettings):
 
     rules_dir: Path = DEFAULT_RULES_DIR
     policy_file: Path | None = None
-    # IANA zone for "same day" comparisons (catalog 3.2: the facility's local time zone).
-    facility_timezone: str = "UTC"
+    # IANA zone of the clinic: every "same day", "today" and calendar-day interval is judged in
+    # it (catalog 3.2). Required outside development (``kap-cds serve`` refuses to start
+    # without it unless it runs open on loopback); unset, days are UTC days and the service says
+    # so at start-up and in /readyz.
+    facility_timezone: str | None = None
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -76,6 +81,25 @@ class Settings(BaseSettings):
     archive_key_file: Path | None = None
     archive_retention_days: int = Field(default=30, ge=1)
 
+    @field_validator("facility_timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"KAP_CDS_FACILITY_TIMEZONE {value!r} is not an IANA time zone "
+                "(e.g. America/Los_Angeles, Europe/Berlin)"
+            ) from None
+        return value
+
     @property
     def auth_enabled(self) -> bool:
         return bool(self.trusted_issuers)
+
+    @property
+    def facility_zone(self) -> str:
+        """The zone days are judged in: the configured one, else UTC (development only)."""
+        return self.facility_timezone or DEFAULT_FACILITY_ZONE

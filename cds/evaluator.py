@@ -5,6 +5,7 @@ Built once per process (``build_evaluator``); ``evaluate`` does no file or rule 
 
 from __future__ import annotations
 
+import copy
 import logging
 from datetime import datetime
 from typing import Any
@@ -80,6 +81,13 @@ class RuleEvaluator:
                 for h, vs in ruleset.compiled.items()
             },
         )
+
+    def with_timezone(self, timezone: str) -> RuleEvaluator:
+        """The same rule set and engine judging days in another facility zone (rule fixtures
+        of a clinic in another zone); the engine holds no zone, so sharing it is safe."""
+        other = copy.copy(self)
+        other.tz = ZoneInfo(timezone)
+        return other
 
     @property
     def ruleset_info(self) -> dict[str, Any]:
@@ -213,4 +221,4 @@ def _engine_name(hook: str) -> str:
 
 def build_evaluator(settings: Settings) -> RuleEvaluator:
     ruleset = load_ruleset(settings.rules_dir, settings.policy_file)
-    return RuleEvaluator(ruleset, settings.facility_timezone)
+    return RuleEvaluator(ruleset, settings.facility_zone)

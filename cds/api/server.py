@@ -9,7 +9,7 @@ import socket
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from cds.api.routes.health import OPEN_WARNING
+from cds.api.routes.health import OPEN_WARNING, ZONE_WARNING
 from cds.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,23 @@ def check_bind(settings: Settings, host: str) -> None:
         )
 
 
+def check_facility_zone(settings: Settings, host: str) -> None:
+    """Same-day and calendar-day checks need the clinic's zone: in UTC, a Los Angeles clinic's
+    BP from last evening would count as today's pre-dose BP. Only development — the service
+    running open (no JWT) on loopback, as ``make run`` and the test suite do — may start without
+    it, and then says loudly that it judges days in UTC."""
+    if settings.facility_timezone:
+        logger.info("facility time zone: %s", settings.facility_timezone)
+        return
+    if settings.auth_enabled or not is_loopback(host):
+        raise SystemExit(
+            "refusing to start: KAP_CDS_FACILITY_TIMEZONE is not set. Set it to the clinic's "
+            "IANA time zone (e.g. America/Los_Angeles): 'today', 'same day' and calendar-day "
+            "intervals are judged in it. Only development (open mode on loopback) defaults to UTC."
+        )
+    logger.warning(ZONE_WARNING)
+
+
 def tcp_socket(host: str, port: int) -> socket.socket:
     """The listening socket for several workers, created with ``IPPROTO_TCP``.
 
@@ -61,6 +78,7 @@ def run_server(
     KAP_CDS_* environment, so ``settings`` here only decides where and how to listen."""
     host = host or settings.host
     check_bind(settings, host)
+    check_facility_zone(settings, host)
     config = uvicorn.Config(
         APP_FACTORY,
         factory=True,

@@ -6,6 +6,8 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from cds.facts import vitals
+from cds.facts.calendar import calendar_days, local_day
 from cds.facts.context import FactContext
 from cds.facts.drugs import KapDrugs, route_of
 from cds.facts.fhir import (
@@ -34,6 +36,7 @@ _UNUSABLE_VERIFICATION = {"refuted", "entered-in-error"}
 _POSSIBLE = {"unconfirmed", "provisional", "differential"}
 _ACTIVE_CLINICAL = {"active", "recurrence", "relapse"}
 QUALIFIER_SYSTEM = "urn:kap-cds:condition-qualifier"  # local: code "uncontrolled"
+_HYPERTENSION = ("VS-HTN", "VS-HTN-CRISIS")
 _UNCONTROLLED_WORD = re.compile(r"\buncontrolled\b", re.IGNORECASE)
 
 
@@ -92,6 +95,30 @@ def _first_kap_dose(ctx: FactContext) -> datetime | None:
     return doses[0].start if doses else None
 
 
+def _qualified_uncontrolled(condition: Resource) -> bool:
+    """The local "uncontrolled" qualifier coded in code or severity (not just the word)."""
+    return any(
+        system == QUALIFIER_SYSTEM and code == "uncontrolled"
+        for concept in (condition.get("code"), condition.get("severity"))
+        for system, code, _display in codings(concept)
+    )
+
+
+def _normal_bp_since(condition: Resource, ctx: FactContext) -> bool:
+    """Blood pressure readings since the diagnosis was recorded show control: at least two, on
+    different days, none above the warning limits, the newest within the BP look-back. A
+    problem-list title that still says "uncontrolled" then describes the past."""
+    recorded = condition_onset(condition, ctx.tz)
+    lookback = ctx.policy.number("bp_lookback_days")
+    span = days_between(recorded, ctx.t0) if recorded else lookback
+    found = [r for r in vitals.readings(ctx, max(span, 0)) if not recorded or r.at >= recorded]
+    if len({local_day(r.at, ctx.tz) for r in found}) < 2:
+        return False
+    newest_ok = days_between(found[0].at, ctx.t0) <= lookback
+    sbp, dbp = ctx.policy.number("bp_warning_systolic"), ctx.policy.number("bp_warning_diastolic")
+    return newest_ok and all(r.sbp <= sbp and r.dbp <= dbp for r in found)
+
+
 def _uncontrolled(condition: Resource) -> bool:
     """The local "uncontrolled" qualifier (catalog KAP-CI-009/013): a coding
     urn:kap-cds:condition-qualifier#uncontrolled in code or severity, or the word in the text."""
@@ -102,6 +129,20 @@ def _uncontrolled(condition: Resource) -> bool:
             if isinstance(display, str) and _UNCONTROLLED_WORD.search(display):
                 return True
     return bool(_UNCONTROLLED_WORD.search(concept_text(condition.get("code"))))
+
+
+_ICD10CM_SYSTEMS = (ICD10CM, "urn:oid:2.16.840.1.113883.6.90")
+
+
+def _icd_acute_mi(condition: Resource) -> bool:
+    """Coded I21/I22 in ICD-10-CM, which by convention means within 4 weeks of onset: the
+    only sign of recency an undated problem-list MI carries."""
+    return any(
+        system in _ICD10CM_SYSTEMS
+        and isinstance(code, str)
+        and code.upper().replace(".", "").startswith(("I21", "I22"))
+        for system, code, _d in codings(condition.get("code"))
+    )
 
 
 def _abated_by(condition: Resource, ctx: FactContext) -> bool:
@@ -136,6 +177,14 @@ def _condition_fact(
         "date_display": display_date(onset, ctx.tz) if onset else None,
         "ref": ref(condition),
         "uncontrolled": _uncontrolled(condition),
+        "uncontrolled_coded": _qualified_uncontrolled(condition),
+        "normal_bp_since": (
+            _normal_bp_since(condition, ctx)
+            if vs_id in _HYPERTENSION and _uncontrolled(condition)
+            else None
+        ),
+        "mi": "VS-MI" in ctx.valuesets and ctx.in_valueset(condition.get("code"), "VS-MI"),
+        "mi_acute_by_code": _icd_acute_mi(condition),
         "after_kap_start": bool(onset and first_kap and onset > first_kap),
     }
 
@@ -146,16 +195,88 @@ def _condition_fact(
 def build_medications(ctx: FactContext) -> list[Fact]:
     candidates = _valuesets_for(ctx, {RXNORM}, with_names=True)
     facts: list[Fact] = []
+    washout = _washout_candidates(ctx)
     for resource_type in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
         for record in ctx.resources(resource_type):
             state = _medication_state(record, ctx)
             if state is None:
+                if washout and record.get("status") in _TAKEN_STATUSES[resource_type]:
+                    facts += _washout_facts(record, washout, ctx)
                 continue
             concept = _medication_concept(record, ctx)
             matched = list(ctx.matching_valuesets(concept, candidates=candidates))
             if matched and ctx.valid(record):
                 facts += [_medication_fact(record, concept, vs, state, ctx) for vs in matched]
     return facts
+
+
+# An MAOI still acts after its last dose: irreversible ones until new enzyme is made (~2 weeks),
+# methylene blue for the catalog's 7 days. (value set, policy key for the window in days)
+_MAOI_WINDOWS = (
+    ("VS-MAOI-IRREVERSIBLE", "maoi_washout_days"),
+    ("VS-METHYLENE-BLUE", "methylene_blue_days"),
+)
+_TAKEN_STATUSES = {
+    "MedicationStatement": {"active", "completed", "stopped", "intended"},
+    "MedicationRequest": {"active", "completed", "stopped", "on-hold"},
+    "MedicationAdministration": {"completed", "in-progress"},
+}
+
+
+def _washout_candidates(ctx: FactContext) -> tuple[str, ...]:
+    return tuple(vs for vs, _key in _MAOI_WINDOWS if vs in ctx.valuesets)
+
+
+def _washout_facts(record: Resource, washout: tuple[str, ...], ctx: FactContext) -> list[Fact]:
+    """An MAOI no longer taken whose effect has not worn off: last taken within its window.
+
+    A ``medication`` fact (vs VS-MAOI, ``washout``), so KAP-CI-032 can warn that phenelzine
+    stopped 5 days ago or methylene blue given 3 days ago still interacts."""
+    concept = _medication_concept(record, ctx)
+    windows = dict(_MAOI_WINDOWS)
+    found = next(iter(ctx.matching_valuesets(concept, candidates=washout)), None)
+    # Validate before reading nested fields: valid R4 guarantees their types.
+    if found is None or not ctx.valid(record):
+        return []
+    last = _last_taken(record, ctx)
+    if last is None or last > ctx.t0:
+        return []
+    days = calendar_days(last, ctx.t0, ctx.tz)
+    if days > ctx.policy.number(windows[found]):
+        return []
+    return [_washout_fact(record, concept, last, days, ctx)]
+
+
+def _last_taken(record: Resource, ctx: FactContext) -> datetime | None:
+    """When the drug was last taken: an administration's time, a statement's end (else its
+    date), an order's end of dosing (boundsPeriod or validity end)."""
+    if record.get("resourceType") == "MedicationRequest":
+        dosages = record.get("dosageInstruction") or [{}]
+        timing = (dosages[0] if isinstance(dosages[0], dict) else {}).get("timing") or {}
+        bounds = (timing.get("repeat") or {}).get("boundsPeriod") or {}
+        validity = (record.get("dispenseRequest") or {}).get("validityPeriod") or {}
+        return parse_time(bounds.get("end") or validity.get("end"), ctx.tz)
+    period = record.get("effectivePeriod") or {}
+    return parse_time(
+        period.get("end") or record.get("effectiveDateTime") or period.get("start"), ctx.tz
+    )
+
+
+def _washout_fact(
+    record: Resource, concept: Any, last: datetime, days: int, ctx: FactContext
+) -> Fact:
+    return {
+        "t": "medication",
+        "vs": "VS-MAOI",
+        "active": False,
+        "on_hold": False,
+        "washout": True,
+        "source": record.get("resourceType"),
+        "name": concept_text(concept) or "unnamed medication",
+        "last_taken_display": display_date(last, ctx.tz),
+        "days_since_last_taken": days,
+        "ref": ref(record),
+    }
 
 
 def _medication_concept(record: Resource, ctx: FactContext) -> Any:

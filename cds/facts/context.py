@@ -37,7 +37,11 @@ class Plan:
     appointment: Resource | None = None
     encounter: Resource | None = None
     at_home: bool = False
-    home_dispense: bool = False
+    home_evidence: str | None = None  # what says the dose is taken at home (clinician words)
+    standing: bool = False  # a course order signed without a planned first dose
+    # encounter-start: readings up to this time (the encounter's first dose, else the request's
+    # arrival) are pre-dose, even when charted minutes after the encounter opened (T0)
+    pre_dose_until: datetime | None = None
     timed: bool = True  # False: the request named no dose time, T0 is the arrival time
 
 

@@ -13,6 +13,7 @@ calendar days, never UTC ones.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -286,6 +287,22 @@ def _stop_note(what: str, stop: datetime | None, ctx: FactContext) -> str:
     return f" ({what} after {display_time(stop, ctx.tz)})"
 
 
+_NOT_FASTING_TEXT = re.compile(r"^\s*(no|n|not fasting|not fasted|non[- ]?fasting)\s*\.?$", re.I)
+
+
+def _says_not_fasting(observation: Resource, ctx: FactContext) -> bool:
+    """A fasting status answered "no": a coded answer (VS-ANSWER-NO), false, or the words."""
+    if observation.get("valueBoolean") is False:
+        return True
+    concept = observation.get("valueCodeableConcept")
+    if concept is not None and ctx.in_valueset(concept, "VS-ANSWER-NO"):
+        return True
+    text = observation.get("valueString")
+    if not isinstance(text, str) and isinstance(concept, dict):
+        text = concept.get("text")
+    return isinstance(text, str) and bool(_NOT_FASTING_TEXT.match(text))
+
+
 def build_intake(ctx: FactContext) -> list[Fact]:
     plan = ctx.plan
     if plan is None or ctx.phase not in ("order", "book", "session"):
@@ -294,9 +311,10 @@ def build_intake(ctx: FactContext) -> list[Fact]:
     food, liquid = fasts(plan.drug, ctx.policy)
     solid = _intake_time(ctx, "VS-LAST-SOLID-INTAKE", day)
     drink = _intake_time(ctx, "VS-LAST-LIQUID-INTAKE", day)
-    status_today = any(
-        _local_day(o.when, ctx.tz) == day for o in observations(ctx, "VS-FASTING-STATUS")
-    )
+    statuses_today = [
+        o for o in observations(ctx, "VS-FASTING-STATUS") if _local_day(o.when, ctx.tz) == day
+    ]
+    status_today = bool(statuses_today)
     food_stop = ctx.t0 - timedelta(minutes=food)
     liquid_stop = ctx.t0 - timedelta(minutes=liquid) if liquid is not None else None
     fact: Fact = {
@@ -311,6 +329,8 @@ def build_intake(ctx: FactContext) -> list[Fact]:
             display_time(ctx.t0 - timedelta(minutes=liquid), ctx.tz) if liquid is not None else None
         ),
     }
+    if statuses_today and _says_not_fasting(statuses_today[-1].resource, ctx):
+        fact["not_fasting_display"] = display_time(statuses_today[-1].when, ctx.tz)
     fact |= _intake_fields("solid", solid, food, ctx)
     fact |= _intake_fields("liquid", drink, liquid, ctx)
     return [fact]

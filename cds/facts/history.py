@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from cds.facts.calendar import calendar_days, same_day
 from cds.facts.context import FactContext
 from cds.facts.drugs import ESKETAMINE_VS, KETAMINE_VS, KapDrugs
-from cds.facts.fhir import days_between, display_time, hours_between, parse_time
+from cds.facts.fhir import display_time, hours_between, parse_time
 from cds.facts.sessions import Session, aggregate, current_course, kap_doses
 
 Fact = dict[str, Any]
@@ -64,9 +65,13 @@ def _is_planned_session(session: Session, ctx: FactContext, window: float) -> bo
     Chart open (patient-view) plans nothing, so every session is history there. Otherwise a
     session is the planned one when it is charted on this request's encounter, or when its first
     dose lies within the aggregation window before the planned start — that start being the
-    encounter's start at encounter-discharge, where T0 is the discharge time."""
+    encounter's start at encounter-discharge, where T0 is the discharge time. A standing course
+    order with no planned first dose, signed on a day a session was already given, is that
+    day's treatment going on as a course: signing it is not a second session."""
     if ctx.phase == "view":
         return False
+    if ctx.plan is not None and ctx.plan.standing and same_day(session.start, ctx.t0, ctx.tz):
+        return True
     encounter = ctx.plan.encounter if ctx.plan else None
     encounter_id = str(encounter.get("id")) if encounter else None
     if encounter_id and any(d.encounter_id == encounter_id for d in session.doses):
@@ -103,17 +108,18 @@ def _last_session(history: History, ctx: FactContext) -> Fact:
     return {
         "sessions_total": len(history.previous),
         "hours_since_last": hours_between(last.start, ctx.t0),
-        "days_since_last": days_between(last.start, ctx.t0),
+        "days_since_last": calendar_days(last.start, ctx.t0, ctx.tz),
         "last_display": display_time(last.start, ctx.tz),
         "last_drug": last.drug,
     }
 
 
 def _course(history: History, ctx: FactContext) -> Fact:
-    course_days = days_between(history.course_start, ctx.t0)
+    course_days = calendar_days(history.course_start, ctx.t0, ctx.tz)
     return {
         "new_course": not history.course,
         "course_sessions": len(history.course),
+        "maintenance_gap_days": _maintenance_gap(history, ctx),
         "course_days": course_days,
         "course_week": int(course_days // 7) + 1,
         "course_had_56mg": any(
@@ -124,11 +130,22 @@ def _course(history: History, ctx: FactContext) -> Fact:
     }
 
 
+def _maintenance_gap(history: History, ctx: FactContext) -> int | None:
+    """Calendar days between the last two sessions once a booster has followed the induction:
+    the maintenance schedule the patient is on (e.g. 14-21 days for 2-3-weekly). Absent while
+    no booster has been given: the gap inside the induction says nothing about maintenance."""
+    if len(history.course) < ctx.policy.number("induction_sessions") + 1:
+        return None
+    return calendar_days(history.course[-2].start, history.course[-1].start, ctx.tz)
+
+
 def _counts(history: History, ctx: FactContext) -> Fact:
+    """Sessions in the last 7/42/365 calendar days (T0's local date and the days before it):
+    a weekly session an hour earlier than last week's is not two sessions in one week."""
     # The planned session counts toward the frequency limits; chart open plans no session.
     planned = 0 if ctx.phase == "view" else 1
     return {
         f"sessions_{days}d": planned
-        + sum(1 for s in history.previous if ctx.t0 - s.start < timedelta(days=days))
+        + sum(1 for s in history.previous if calendar_days(s.start, ctx.t0, ctx.tz) < days)
         for days in (7, 42, 365)
     }

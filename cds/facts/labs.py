@@ -52,10 +52,15 @@ class Candidate:
 
 
 def candidates(
-    ctx: FactContext, vs_ids: tuple[str, ...], lookback_days: float | None = None
+    ctx: FactContext,
+    vs_ids: tuple[str, ...],
+    lookback_days: float | None = None,
+    until: datetime | None = None,
 ) -> list[Candidate]:
     """Observations with a usable status, a code in one of ``vs_ids`` and a time at or
-    before T0 (and within the look-back when given), newest first. Not validated yet."""
+    before ``until`` (default T0; and within the look-back when given), newest first. Not
+    validated yet."""
+    latest = until or ctx.t0
     earliest = ctx.t0 - timedelta(days=lookback_days) if lookback_days is not None else None
     found = []
     seen: set[int] = set()
@@ -64,7 +69,7 @@ def candidates(
             continue
         seen.add(id(observation))
         at = observed_at(observation, ctx)
-        if at is None or at > ctx.t0 or (earliest is not None and at < earliest):
+        if at is None or at > latest or (earliest is not None and at < earliest):
             continue
         found.append(Candidate(observation, vs_id, at))
     found.sort(key=lambda c: c.at, reverse=True)

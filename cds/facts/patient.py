@@ -127,7 +127,7 @@ def build_plan(ctx: FactContext) -> list[Fact]:
             "at_display": display_time(plan.t0, ctx.tz),
             "order_ref": ref(order) if order else None,
             "at_home": plan.at_home,
-            "home_dispense": plan.home_dispense,
+            "home_evidence": plan.home_evidence,
             "indication_mdsi": any(ctx.in_valueset(r, "VS-MDD-SI") for r in reasons),
             "age_years": age,
         }

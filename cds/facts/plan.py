@@ -8,17 +8,24 @@ discharge time (``period.end``, else arrival): the driving and observation rules
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
+from cds.facts.calendar import same_day
 from cds.facts.context import FactContext, Plan
 from cds.facts.drugs import KapDrugs, medications_by_id, route_of
-from cds.facts.fhir import Resource, codings, parse_time, reference_id
-from cds.facts.sessions import aggregate, kap_doses
+from cds.facts.fhir import Resource, codings, concept_text, parse_time, reference_id
+from cds.facts.sessions import KapDose, aggregate, kap_doses
 from cds.facts.triage import bundle_resources, is_kap_appointment, kap_orders
 
 _CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/medicationrequest-category"
 _AT_HOME_FLAG = ("urn:kap-cds:flag", "at-home")
+# Words of a patient instruction that place the dose at home ("take at home with your monitor").
+_HOME_WORDS = re.compile(
+    r"\b(at|from) home\b|\bhome[- ](use|dosing|session|administration)s?\b",
+    re.IGNORECASE,
+)
 
 
 def _first_dosage(order: Resource) -> dict[str, Any]:
@@ -26,35 +33,75 @@ def _first_dosage(order: Resource) -> dict[str, Any]:
     return dosages[0] if isinstance(dosages[0], dict) else {}
 
 
+def _timing(order: Resource) -> dict[str, Any]:
+    timing = _first_dosage(order).get("timing")
+    return timing if isinstance(timing, dict) else {}
+
+
+def _repeat(order: Resource) -> dict[str, Any]:
+    repeat = _timing(order).get("repeat")
+    return repeat if isinstance(repeat, dict) else {}
+
+
 def planned_time(order: Resource, ctx: FactContext) -> datetime | None:
-    timing = _first_dosage(order).get("timing") or {}
-    events = timing.get("event") or []
-    return parse_time(events[0], ctx.tz) if events else None
+    """The order's first planned dose: ``timing.event[0]``, else the start of
+    ``timing.repeat.boundsPeriod`` (a course order "twice weekly from Monday")."""
+    events = _timing(order).get("event") or []
+    if events:
+        return parse_time(events[0], ctx.tz)
+    bounds = _repeat(order).get("boundsPeriod")
+    return parse_time(bounds.get("start"), ctx.tz) if isinstance(bounds, dict) else None
 
 
-def _dispensed_to_patient(order: Resource) -> bool:
-    dispense = order.get("dispenseRequest")
-    return isinstance(dispense, dict) and any(
-        dispense.get(k) for k in ("quantity", "numberOfRepeatsAllowed", "expectedSupplyDuration")
+def _standing(order: Resource) -> bool:
+    """A course order: doses on a repeating schedule (frequency per period), not one dose."""
+    repeat = _repeat(order)
+    count = repeat.get("count")
+    return bool(repeat.get("period") or repeat.get("frequency")) and not (
+        isinstance(count, int) and count <= 1
     )
 
 
-def _at_home(order: Resource) -> bool:
+def home_evidence(order: Resource) -> str | None:
+    """What in the order says the patient takes it at home, in clinicians' words; None when
+    nothing does. Positive evidence only: the local at-home flag, category ``community`` (FHIR:
+    "administered or consumed by the patient in their home"), or a patient instruction that
+    places the dose at home. A dispensed quantity is not such evidence (in-clinic SPRAVATO and
+    sublingual orders carry one too), nor is self-administration (SPRAVATO and troches are
+    self-administered in the clinic, under observation), nor category ``outpatient`` (FHIR:
+    "an outpatient setting, e.g. a doctor's office")."""
     categories = [c for concept in order.get("category") or () for c in codings(concept)]
-    community = any(s == _CATEGORY_SYSTEM and c == "community" for s, c, _d in categories)
-    flagged = any((s, c) == _AT_HOME_FLAG for s, c, _d in categories)
-    return community or flagged or _dispensed_to_patient(order)
+    if any((s, c) == _AT_HOME_FLAG for s, c, _d in categories):
+        return "the order is flagged for at-home dosing"
+    if any(s == _CATEGORY_SYSTEM and c == "community" for s, c, _d in categories):
+        return "the order is for use in the community (at home)"
+    if _HOME_WORDS.search(_instruction_text(order)):
+        return "the patient instructions say the dose is taken at home"
+    return None
+
+
+def _instruction_text(order: Resource) -> str:
+    parts: list[str] = []
+    for dosage in order.get("dosageInstruction") or ():
+        if not isinstance(dosage, dict):
+            continue
+        parts += [str(dosage.get("patientInstruction") or ""), str(dosage.get("text") or "")]
+        parts += [concept_text(c) for c in dosage.get("additionalInstruction") or ()]
+    return " ".join(parts)
 
 
 def plan_from_order(order: Resource, drug: str, ctx: FactContext, now: datetime) -> Plan:
     planned = planned_time(order, ctx)
+    evidence = home_evidence(order)
     return Plan(
         drug=drug,
         route=route_of(_first_dosage(order)),
         t0=planned or now,
         order=order,
-        at_home=_at_home(order),
-        home_dispense=_dispensed_to_patient(order),
+        at_home=evidence is not None,
+        home_evidence=evidence,
+        # Signing a course order whose first dose is not given a time is not a dose now.
+        standing=planned is None and _standing(order),
         timed=planned is not None,
     )
 
@@ -93,6 +140,8 @@ def _appointment_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan 
         if r.get("resourceType") == "Appointment"
     ]
     for appointment in appointments:
+        if _appointment_kinds(appointment, ctx) & {"integration", "preparation"}:
+            continue  # a therapy visit that points at the order is not a dose
         linked = _linked_order(appointment, ctx, drugs)
         if is_kap_appointment(appointment) or linked:
             planned = parse_time(appointment.get("start"), ctx.tz)
@@ -105,7 +154,8 @@ def _appointment_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan 
                 t0=start,
                 order=order,
                 appointment=appointment,
-                at_home=bool(order and _at_home(order)),
+                at_home=bool(order and home_evidence(order)),
+                home_evidence=home_evidence(order) if order else None,
                 timed=planned is not None,
             )
     return None
@@ -132,24 +182,57 @@ def _encounter(ctx: FactContext) -> Resource | None:
     return None
 
 
-def _is_dosing_encounter(
-    encounter: Resource, ctx: FactContext, day_doses: bool, order_today: bool
-) -> bool:
-    typed = any(
-        system == "urn:kap-cds:appointment-type" and code == "kap-dosing"
-        for concept in encounter.get("type") or ()
-        for system, code, _d in codings(concept)
-    )
+_VISIT_KINDS = (
+    ("dosing", "VS-KAP-DOSING"),
+    ("integration", "VS-KAP-INTEGRATION"),
+    ("preparation", "VS-KAP-PREPARATION"),
+)
+
+
+def _visit_kinds(encounter: Resource, ctx: FactContext) -> set[str]:
+    """The KAP visit kinds (dosing / integration / preparation) the encounter is typed as,
+    itself or through its linked Appointment (value sets a site can extend)."""
     linked_ids = {reference_id(r) for r in encounter.get("appointment") or ()}
-    linked = any(
-        is_kap_appointment(a)
-        for a in ctx.resources("Appointment")
-        if str(a.get("id")) in linked_ids
-    )
-    return typed or linked or day_doses or order_today
+    kinds = _kinds_of(list(encounter.get("type") or ()), ctx)
+    for appointment in ctx.resources("Appointment"):
+        if str(appointment.get("id")) in linked_ids:
+            kinds |= _appointment_kinds(appointment, ctx)
+    return kinds
+
+
+def _appointment_kinds(appointment: Resource, ctx: FactContext) -> set[str]:
+    concepts = [*(appointment.get("serviceType") or ()), appointment.get("appointmentType")]
+    return _kinds_of(concepts, ctx)
+
+
+def _kinds_of(concepts: list[Any], ctx: FactContext) -> set[str]:
+    return {
+        kind
+        for kind, vs_id in _VISIT_KINDS
+        if vs_id in ctx.valuesets and any(ctx.in_valueset(c, vs_id) for c in concepts)
+    }
+
+
+def _encounter_doses(
+    encounter: Resource, ctx: FactContext, drugs: KapDrugs, start: datetime | None, until: datetime
+) -> list[KapDose]:
+    """KAP doses given in this encounter: charted on it, or (not charted on any encounter)
+    given between its start and ``until``. A dose from the morning is not the afternoon
+    therapy visit's."""
+    wanted = str(encounter.get("id"))
+    return [
+        d
+        for d in kap_doses(ctx, drugs, until=until)
+        if d.encounter_id == wanted
+        or (d.encounter_id is None and start is not None and start <= d.start)
+    ]
 
 
 def _encounter_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan | None:
+    """A dosing encounter (DESIGN.md): typed kap-dosing (itself or its Appointment), or one in
+    which a KAP dose is given, or one on the day an active KAP order is planned for when that
+    day's dose has not been given yet. An encounter typed as an integration or preparation
+    visit is not a dosing one unless a dose is charted on it."""
     encounter = _encounter(ctx)
     if encounter is None:
         return None
@@ -157,19 +240,40 @@ def _encounter_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan | 
     start = parse_time(period.get("start"), ctx.tz)
     end = parse_time(period.get("end"), ctx.tz)
     t0 = (end or now) if ctx.hook == "encounter-discharge" else (start or now)
-    doses = [d for d in kap_doses(ctx, drugs, until=t0) if _same_day(d.start, t0, ctx)]
+    doses = _encounter_doses(encounter, ctx, drugs, start, max(t0, now))
+    kinds = _visit_kinds(encounter, ctx)
     active = active_kap_order(ctx, drugs)
-    planned = planned_time(active[0], ctx) if active else None
-    order_today = bool(planned and _same_day(planned, t0, ctx))
-    if not _is_dosing_encounter(encounter, ctx, bool(doses), order_today):
+    if not (doses or "dosing" in kinds or (not kinds and _order_due(active, ctx, t0, drugs))):
         return None
     drug = doses[0].drug if doses else (active[1] if active else None)
     route = (
         doses[0].route if doses else (route_of(_first_dosage(active[0])) if active else "unknown")
     )
     return Plan(
-        drug=drug, route=route, t0=t0, order=active[0] if active else None, encounter=encounter
+        drug=drug,
+        route=route,
+        t0=t0,
+        order=active[0] if active else None,
+        encounter=encounter,
+        pre_dose_until=_pre_dose_until(doses, t0, now) if ctx.hook == "encounter-start" else None,
     )
+
+
+def _pre_dose_until(doses: list[KapDose], t0: datetime, now: datetime) -> datetime:
+    """Vitals are taken after rooming, minutes after the encounter opens: a reading counts as
+    pre-dose until the encounter's first dose, or, with none charted yet, until now."""
+    return max(t0, min(d.start for d in doses) if doses else now)
+
+
+def _order_due(
+    active: tuple[Resource, str] | None, ctx: FactContext, t0: datetime, drugs: KapDrugs
+) -> bool:
+    """The active KAP order is planned for T0's day and no session was given earlier that day
+    (then this visit is the dose; after it, a later visit that day is something else)."""
+    planned = planned_time(active[0], ctx) if active else None
+    if planned is None or not same_day(planned, t0, ctx.tz):
+        return False
+    return not any(same_day(d.start, t0, ctx.tz) for d in kap_doses(ctx, drugs, until=t0))
 
 
 def _chart_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan | None:
@@ -181,14 +285,11 @@ def _chart_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan | None
             route=route_of(_first_dosage(order)),
             t0=now,
             order=order,
-            at_home=_at_home(order),
+            at_home=home_evidence(order) is not None,
+            home_evidence=home_evidence(order),
         )
     window = ctx.policy.number("session_window_minutes")
     sessions = aggregate(kap_doses(ctx, drugs, until=now), window)
     if sessions:
         return Plan(drug=sessions[-1].drug, route=sessions[-1].route, t0=now)
     return None
-
-
-def _same_day(a: datetime, b: datetime, ctx: FactContext) -> bool:
-    return a.astimezone(ctx.tz).date() == b.astimezone(ctx.tz).date()

@@ -75,10 +75,11 @@ _TYPES = [
             "at_display": _s("planned dose time (local)", sample=DATETIME),
             "order_ref": REF,
             "at_home": _b(
-                "self-administered at home (dispense to patient / community "
-                "category / local at-home flag)"
+                "self-administered at home: the local at-home flag, category community, a "
+                "patient instruction to take it at home, or an outpatient order the patient "
+                "administers (a dispensed quantity alone is not home use)"
             ),
-            "home_dispense": _b("the order dispenses the drug to the patient"),
+            "home_evidence": _s("what in the order says it is taken at home", sample="x" * 60),
             "indication_mdsi": _b("reasonCode is MDD with suicidal ideation (VS-MDD-SI)"),
             "age_years": _n("patient age in years at T0", sample="120"),
         },
@@ -135,6 +136,18 @@ _TYPES = [
             "display": _s("display of the diagnosis", sample="x" * 50),
             "date_display": _s("onset or recorded date", sample=DATE),
             "ref": REF,
+            "mi": _b("a myocardial infarction (VS-MI), whatever its age"),
+            "uncontrolled_coded": _b(
+                "the local qualifier urn:kap-cds:condition-qualifier#uncontrolled is coded "
+                "(not only the word in a title)"
+            ),
+            "normal_bp_since": _b(
+                "hypertension titled uncontrolled: BP readings since it was recorded (two or "
+                "more days, the newest within the BP look-back) are all within the warning limits"
+            ),
+            "mi_acute_by_code": _b(
+                "coded ICD-10-CM I21/I22, which by definition means within 4 weeks of onset"
+            ),
             "uncontrolled": _b(
                 "qualified uncontrolled: local code urn:kap-cds:condition-qualifier"
                 "#uncontrolled in code or severity, or the word in its text"
@@ -163,6 +176,12 @@ _TYPES = [
             ),
             "route": _e("route when recorded", *ROUTES),
             "minutes_before": _n("administrations: minutes between the dose and T0"),
+            "washout": _b(
+                "an MAOI no longer taken whose effect has not worn off: last taken within "
+                "maoi_washout_days (irreversible MAOIs) or methylene_blue_days"
+            ),
+            "last_taken_display": _s("washout: date last taken", sample=DATE),
+            "days_since_last_taken": _n("washout: calendar days since last taken", sample="99"),
             "name": _s("medication name", sample="x" * 50),
             "ref": REF,
             "daily_mg": _n(
@@ -283,21 +302,31 @@ _TYPES = [
         {
             "sessions_total": _n("all prior sessions", sample="999"),
             "hours_since_last": _n("hours from the previous session start to T0", sample="9999.9"),
-            "days_since_last": _n("days from the previous session start to T0", sample="9999"),
+            "days_since_last": _n(
+                "calendar days (facility zone) from the previous session's date to T0's date",
+                sample="9999",
+            ),
             "last_display": _s("previous session start", sample=DATETIME),
             "last_drug": _e("drug of the previous session", *DRUGS),
             "new_course": _b("no prior session, or the previous one is older than course reset"),
             "course_sessions": _n("prior sessions in the current course", sample="999"),
-            "course_days": _n("days since the current course's first session", sample="999"),
+            "course_days": _n(
+                "calendar days since the current course's first session", sample="999"
+            ),
+            "maintenance_gap_days": _n(
+                "calendar days between the last two sessions once a booster has followed the "
+                "induction (the maintenance schedule); absent before the first booster",
+                sample="999",
+            ),
             "course_week": _n("week of the course T0 falls in (1 = first week)", sample="99"),
             "sessions_7d": _n(
-                "sessions in the 7 days before T0, plus the planned one", sample="99"
+                "sessions in the 7 calendar days up to T0, plus the planned one", sample="99"
             ),
             "sessions_42d": _n(
-                "sessions in the 42 days before T0, plus the planned one", sample="99"
+                "sessions in the 42 calendar days up to T0, plus the planned one", sample="99"
             ),
             "sessions_365d": _n(
-                "sessions in the 365 days before T0, plus the planned one", sample="999"
+                "sessions in the 365 calendar days up to T0, plus the planned one", sample="999"
             ),
             "course_had_56mg": _b("esketamine: a 56 mg session earlier in this course"),
             "course_months": _n("months of continuous treatment in this course", sample="99"),
@@ -348,6 +377,11 @@ _TYPES = [
             ),
             "liquid_hours_before": _n(
                 "hours from last liquid to the planned dose", sample="999.99"
+            ),
+            "not_fasting_display": _s(
+                "when the newest fasting status today was answered 'not fasting' (absent "
+                "otherwise)",
+                sample=DATETIME,
             ),
             "food_stop_display": _s(
                 "no food after this time (planned dose minus the policy "

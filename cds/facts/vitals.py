@@ -89,8 +89,39 @@ def _paired(systolic: Candidate, diastolics: list[Candidate], ctx: FactContext) 
     return None
 
 
+def measured_until(ctx: FactContext) -> datetime:
+    """The latest time a reading may have: T0, or at encounter-start the encounter's first
+    dose (else the request's arrival) — a BP charted minutes after the encounter opened but
+    before any dose is the pre-dose BP."""
+    plan = ctx.plan
+    if ctx.phase == "session" and plan is not None and plan.pre_dose_until is not None:
+        return plan.pre_dose_until
+    return ctx.t0
+
+
+def _complete(
+    candidate: Candidate, diastolics: list[Candidate], ctx: FactContext
+) -> Reading | None:
+    if candidate.vs_id == "VS-BP-PANEL":
+        return _reading(candidate, ctx)
+    return _paired(candidate, diastolics, ctx)
+
+
+def readings(ctx: FactContext, lookback_days: float) -> list[Reading]:
+    """Every complete, valid reading in the look-back up to T0, newest first."""
+    found = candidates(ctx, _VALUESETS, lookback_days=lookback_days)
+    diastolics = [c for c in found if c.vs_id == "VS-BP-DIASTOLIC"]
+    return [
+        reading
+        for candidate in found
+        if candidate.vs_id != "VS-BP-DIASTOLIC"
+        and (reading := _complete(candidate, diastolics, ctx)) is not None
+        and ctx.valid(candidate.resource)
+    ]
+
+
 def newest_reading(ctx: FactContext) -> Reading | None:
-    found = candidates(ctx, _VALUESETS)  # newest first, not yet validated
+    found = candidates(ctx, _VALUESETS, until=measured_until(ctx))  # newest first, unvalidated
     diastolics = [c for c in found if c.vs_id == "VS-BP-DIASTOLIC"]
     for candidate in found:
         if candidate.vs_id == "VS-BP-DIASTOLIC":
@@ -116,8 +147,9 @@ def build(ctx: FactContext) -> list[Fact]:
             "t": "bp",
             "sbp": reading.sbp,
             "dbp": reading.dbp,
-            "days_ago": days_between(reading.at, ctx.t0),
-            # Readings after T0 never reach here, so "same day" means earlier today, before T0.
+            "days_ago": max(0.0, days_between(reading.at, ctx.t0)),
+            # Readings after the pre-dose cut-off never reach here, so "same day" means earlier
+            # today, before the dose.
             "same_day": reading.at.astimezone(ctx.tz).date() == local_day,
             "date_display": display_time(reading.at, ctx.tz),
             "ref": reading.ref,

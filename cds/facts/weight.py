@@ -2,8 +2,9 @@
 
 Usable = a body-weight Observation (VS-BODY-WEIGHT: LOINC 29463-7, 3141-9) with status final,
 amended or corrected, taken at or before T0, whose unit converts to kg. The newest wins whatever
-its value (supersession). Units: UCUM ``kg``, ``g`` and ``[lb_av]``; a missing unit or free text
-such as "lbs" is converted but flagged ``unit_inferred``, because a lb/kg mix-up is the classic
+its value (supersession). Units: UCUM ``kg``, ``g``, ``[lb_av]`` and ``[oz_av]`` (EHRs that weigh
+in pounds and ounces send the total in ounces); a missing unit or free text such as "lbs" is
+converted but flagged ``unit_inferred``, because a lb/kg mix-up is the classic
 tenfold-ish mg/kg error KAP-DOSE-002 exists to catch.
 """
 
@@ -21,15 +22,17 @@ Fact = dict[str, Any]
 
 UCUM = "http://unitsofmeasure.org"
 LB_TO_KG = 0.45359237
+OZ_TO_KG = LB_TO_KG / 16  # avoirdupois ounce; EHR scales and US Core examples chart [oz_av]
 WEIGHT_VS = "VS-BODY-WEIGHT"
 _USABLE_STATUS = {"final", "amended", "corrected"}
 # UCUM codes: converted without a flag.
-_UCUM_FACTORS = {"kg": 1.0, "g": 0.001, "[lb_av]": LB_TO_KG}
+_UCUM_FACTORS = {"kg": 1.0, "g": 0.001, "[lb_av]": LB_TO_KG, "[oz_av]": OZ_TO_KG}
 # Free text EHRs put in Quantity.unit: converted, but flagged as inferred.
 _TEXT_FACTORS = (
     (re.compile(r"^(lb|lbs|pound|pounds|#)$"), LB_TO_KG),
     (re.compile(r"^(kgs?|kilo|kilos|kilogram|kilograms)$"), 1.0),
     (re.compile(r"^(grams?|gm)$"), 0.001),
+    (re.compile(r"^(oz|ozs|ounces?)$"), OZ_TO_KG),
 )
 
 

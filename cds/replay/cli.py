@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from cds.replay.sources import ReplayInput, archived_inputs, fixture_inputs, thi
 from cds.ruleset.loader import load_ruleset
 
 EXIT_OK, EXIT_STORE, EXIT_USAGE = 0, 1, 2
+ARCHIVE_LABEL = "the input archive"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,14 +40,21 @@ class ReplayOptions:
 def replay_command(settings: Settings, options: ReplayOptions, out: TextIO) -> int:
     try:
         baseline = RuleEvaluator(
-            load_ruleset(settings.rules_dir, settings.policy_file), settings.facility_timezone
+            load_ruleset(settings.rules_dir, settings.policy_file), settings.facility_zone
         )
         candidate = RuleEvaluator(
             load_ruleset(options.candidate_rules, options.candidate_policy),
-            settings.facility_timezone,
+            settings.facility_zone,
         )
         label, inputs = _inputs(settings, options)
         report = replay(inputs, baseline, candidate, label)
+        if label == ARCHIVE_LABEL:
+            # Reading archived patient data is itself an event a privacy officer asks about.
+            log.warning(
+                "input archive read by kap-cds replay: %d evaluations, candidate rule set %s",
+                report.inputs,
+                report.candidate[:12],
+            )
     except (UsageError, ArchiveKeyError) as exc:
         sys.stderr.write(f"kap-cds replay: {exc}\n")
         return EXIT_USAGE
@@ -65,7 +75,7 @@ def _inputs(settings: Settings, options: ReplayOptions) -> tuple[str, Iterator[R
             engine = db.create_audit_engine(settings.database_url)
             db.upgrade(engine)
             if options.source == "archive" or count_archive(engine) > 0:
-                return "the input archive", archived_inputs(engine, cipher, since)
+                return ARCHIVE_LABEL, archived_inputs(engine, cipher, since)
     if since is not None:
         raise UsageError("--since needs the input archive (fixtures have no dates)")
     return _fixture_label(options), _fixtures_and_bundles(settings, options)

@@ -56,7 +56,7 @@ def fixtures_for(
     from cds.evaluator import RuleEvaluator  # builds the rules engine: only when a report runs
 
     try:
-        evaluator = RuleEvaluator(ruleset, settings.facility_timezone)
+        evaluator = RuleEvaluator(ruleset, settings.facility_zone)
     except RuleLoadError as exc:
         return list_fixtures(examples_dir, f"not run: {exc.detail}")
     return run_fixtures(evaluator, settings, examples_dir)

@@ -44,6 +44,8 @@ class Case(BaseModel):
     service: str = "kap-order-sign"
     patient: str | None = "eligible-adult"
     now: str = CASE_TIME
+    # The facility's IANA zone for the case (KAP_CDS_FACILITY_TIMEZONE); default UTC.
+    timezone: str | None = None
     order: str | Json | None = "ketamine-iv"  # fhir_examples/orders/<name>.json or a resource
     appointment: Json | None = None  # appointment-book: the Appointment being booked
     encounter_id: str | None = None  # encounter hooks: id of an Encounter in the data
@@ -219,6 +221,8 @@ def run_case(loaded: LoadedCase, evaluator: Any, settings: Any, examples_dir: Pa
 
     request = CdsRequest.model_validate(build_request(loaded.case, examples_dir))
     data = gather_sync(request, settings)
+    if loaded.case.timezone:
+        evaluator = evaluator.with_timezone(loaded.case.timezone)
     evaluation = evaluator.evaluate(
         service_id=loaded.case.service,
         context=dict(request.context),

@@ -18,24 +18,44 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "fhir_examples"
 CASES = load_cases(EXAMPLES)
 
 
+Clients = dict[str, TestClient]
+
+
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    state = tmp_path_factory.mktemp("state")
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=f"sqlite:///{state / 'audit.sqlite3'}",
-        spool_dir=state / "spool",
-    )
+def clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Clients, dict[str, str]]]:
+    """One service per facility zone a case names (most cases: UTC), started when first used."""
     now_box = {"now": "2026-11-20T15:00:00+00:00"}
-    # The service's clock is the case's "now" (patient-view and discharge use arrival time).
-    app = create_app(settings, clock=lambda: datetime.fromisoformat(now_box["now"]))
-    with TestClient(app) as test_client:
-        yield test_client, now_box
+    started: Clients = {}
+    yield started, now_box
+    for test_client in started.values():
+        test_client.__exit__(None, None, None)
+
+
+def _client(started: Clients, zone: str, now_box: dict[str, str], state: Path) -> TestClient:
+    if zone not in started:
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_url=f"sqlite:///{state / 'audit.sqlite3'}",
+            spool_dir=state / "spool",
+            facility_timezone=zone,
+        )
+        # The service's clock is the case's "now" (patient-view and discharge use arrival time).
+        app = create_app(settings, clock=lambda: datetime.fromisoformat(now_box["now"]))
+        started[zone] = TestClient(app).__enter__()
+    return started[zone]
 
 
 @pytest.mark.parametrize("loaded", CASES, ids=[f"{c.rule_id}/{c.name}" for c in CASES])
-def test_case_over_http(loaded: LoadedCase, client: tuple[TestClient, dict[str, str]]) -> None:
-    test_client, now_box = client
+def test_case_over_http(
+    loaded: LoadedCase,
+    clients: tuple[Clients, dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    started, now_box = clients
+    zone = loaded.case.timezone or "UTC"
+    state = tmp_path_factory.getbasetemp() / f"state-{zone.replace('/', '-')}"
+    state.mkdir(exist_ok=True)
+    test_client = _client(started, zone, now_box, state)
     now_box["now"] = case_now(loaded.case).isoformat()
     body = build_request(
         loaded.case, EXAMPLES, hook_instance=f"http-{loaded.rule_id}-{loaded.name}"

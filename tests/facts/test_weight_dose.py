@@ -126,6 +126,8 @@ def dose_fact(
         ({"value": 70, "unit": "kg", "system": UCUM, "code": "kg"}, 70.0, False),
         ({"value": 70000, "unit": "g", "system": UCUM, "code": "g"}, 70.0, False),
         ({"value": 154, "unit": "lb", "system": UCUM, "code": "[lb_av]"}, 154 * 0.45359237, False),
+        ({"value": 2464, "unit": "oz", "system": UCUM, "code": "[oz_av]"}, 154 * 0.45359237, False),
+        ({"value": 2464, "unit": "ounces"}, 154 * 0.45359237, True),
         ({"value": 154, "unit": "lbs"}, 154 * 0.45359237, True),
         ({"value": 154, "unit": "Pounds"}, 154 * 0.45359237, True),
         ({"value": 70, "unit": "kilograms"}, 70.0, True),

@@ -71,7 +71,10 @@ def test_replay_of_an_unchanged_rule_set_changes_nothing(
 
 
 def test_replay_from_the_encrypted_archive(
-    rules_copy: RulesFactory, small_examples: Path, tmp_path: Path
+    rules_copy: RulesFactory,
+    small_examples: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Requests answered by the service are archived (encrypted) and replayed from the CLI."""
     settings = _settings(tmp_path, archive_key=new_key())
@@ -87,6 +90,10 @@ def test_replay_from_the_encrypted_archive(
     lower_bp_hard_stop(candidate)
     report = _replay(settings, _options(candidate, small_examples, source="archive"))
     assert report["source"] == "the input archive" and report["inputs"] == 1
+    # The read is logged (how many, which candidate), without any patient data.
+    [read] = [r for r in caplog.records if "input archive read" in r.getMessage()]
+    assert "1 evaluations" in read.getMessage()
+    assert request["context"]["patientId"] not in caplog.text
     [example] = _by_rule(report)["KAP-CI-011"]["examples"]["appear"]  # type: ignore[index]
     assert example["label"].startswith("audit evaluation ")
 
