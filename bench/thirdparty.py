@@ -6,6 +6,7 @@ are left out, and counted."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,11 @@ from cds.fhir.bundles import bundle_resources
 
 Json = dict[str, Any]
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "fhir" / "third-party"
+# ../shared beside the repository, or KAP_CDS_SHARED_DIR (the same rule as tests/shared_data.py).
+SHARED_DIR = Path(
+    os.environ.get("KAP_CDS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared")
+)
+DEFAULT_DIR = SHARED_DIR / "fhir" / "third-party"
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -31,7 +36,7 @@ class ThirdPartyCase:
 
 
 def third_party_dir() -> Path:
-    """``/work/shared/fhir/third-party`` (a sibling of the repository)."""
+    """``../shared/fhir/third-party`` beside the repository (or under ``KAP_CDS_SHARED_DIR``)."""
     return DEFAULT_DIR
 
 

@@ -16,7 +16,7 @@ from cds.api.deps import RulesetEvaluator, Runtime
 from cds.api.errors import install_error_handlers
 from cds.api.metrics import Metrics
 from cds.api.openapi import install_openapi
-from cds.api.routes import discovery, feedback, governance, health, services
+from cds.api.routes import discovery, feedback, governance, health, home, services
 from cds.config import Settings
 from cds.fhir.client import new_client, quiet_httpx_logging
 from cds.pipeline_types import AuditSink
@@ -59,6 +59,7 @@ def create_app(
         feedback.router,
         health.router,
         governance.router,
+        home.router,
     ):
         app.include_router(router)
     install_error_handlers(app)

@@ -1,4 +1,4 @@
-"""The ``kap-cds`` command line (DESIGN.md "Command line").
+"""The ``kap-cds`` command line (docs/contracts.md "Command line").
 
 kap-cds serve [--host 127.0.0.1] [--port 8080] [--workers N]
 kap-cds evaluate REQUEST.json
@@ -19,10 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cds.config import REPO_ROOT, Settings
+from cds.config import EXAMPLES_DIR, REPO_ROOT, Settings
 from cds.errors import CdsError, RuleLoadError
-
-EXAMPLES_DIR = REPO_ROOT / "fhir_examples"
 
 
 def _settings() -> Settings:

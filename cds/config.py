@@ -13,9 +13,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cds.bundled import bundled_dir
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_RULES_DIR = REPO_ROOT / "rules"
-DEFAULT_STATE_DIR = REPO_ROOT / "var"
+# The rule set shipped with the package (the repository's rules/ in a checkout).
+DEFAULT_RULES_DIR = bundled_dir("rules")
+EXAMPLES_DIR = bundled_dir("fhir_examples")
+
+
+def default_state_dir() -> Path:
+    """``var/`` in the directory kap-cds is started from: never inside the installed package."""
+    return Path.cwd() / "var"
+
+
 DEFAULT_FACILITY_ZONE = "UTC"
 
 
@@ -26,6 +36,9 @@ class TrustedIssuer(BaseModel):
     jwks_url: str | None = None
     jwks: dict[str, Any] | None = None
     tenant: str | None = None
+    # ``jku`` header values this issuer's tokens may carry besides ``jwks_url``. Never fetched:
+    # the keys always come from ``jwks_url`` or ``jwks``. Empty: see cds/security/tokens.py.
+    allowed_jku: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> TrustedIssuer:
@@ -38,9 +51,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAP_CDS_", env_ignore_empty=True, extra="ignore")
 
     # Audit store: an embedded SQLite file by default, postgresql://... in production.
-    database_url: str = f"sqlite:///{DEFAULT_STATE_DIR / 'audit.sqlite3'}"
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{default_state_dir() / 'audit.sqlite3'}"
+    )
     # Where audit records wait when the store is unreachable (replayed once it is back).
-    spool_dir: Path = DEFAULT_STATE_DIR / "spool"
+    spool_dir: Path = Field(default_factory=lambda: default_state_dir() / "spool")
 
     # When empty the service runs open (no JWT) and binds to loopback; it says so at start-up.
     trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)

@@ -23,6 +23,7 @@ from cds.facts.fhir import r4b_model, ref
 from cds.facts.plan import find_plan
 from cds.facts.sanitize import MALFORMED_DATA, check_context_resources, without_invalid
 from cds.facts.triage import Triage, triage
+from cds.fhir.tolerate import tolerate_all
 from cds.hooks.registry import service
 from cds.pipeline_types import Evaluation, FiredRule, PatientData
 from cds.ruleset.checklist import WINDOW_POLICY_KEY
@@ -111,6 +112,9 @@ class RuleEvaluator:
                 hook,
                 type(exc).__name__,
             )
+        # Rare path: repair harmless shape deviations everywhere, then set aside what is still
+        # not valid FHIR R4 (named on the data card).
+        tolerate_all(r for resources in data.resources.values() for r in resources)
         check_context_resources(context)
         clean, removed = without_invalid(data)
         return self._evaluate(hook, context, clean, now, removed)
@@ -137,6 +141,12 @@ class RuleEvaluator:
         ctx = self._context(hook, context, data, plan.t0, plan, now)
         ctx.invalid.extend(removed)
         facts = build_facts(ctx)
+        if ctx.invalid and _repair_shapes(data, ctx.invalid):
+            # Some resources the rules read were only misshapen (one object where R4 has a
+            # list): repaired in place, so evaluate again. Costs nothing for well-formed data.
+            ctx = self._context(hook, context, data, plan.t0, plan, now)
+            ctx.invalid.extend(removed)
+            facts = build_facts(ctx)
         matches = self.engine.run(_engine_name(hook), facts)
         action_ctx = ActionContext(
             patient_id=ctx.patient_id,
@@ -222,3 +232,11 @@ def _engine_name(hook: str) -> str:
 def build_evaluator(settings: Settings) -> RuleEvaluator:
     ruleset = load_ruleset(settings.rules_dir, settings.policy_file)
     return RuleEvaluator(ruleset, settings.facility_zone)
+
+
+def _repair_shapes(data: PatientData, invalid: list[tuple[str, str]]) -> bool:
+    """Repair the shape of the resources reported invalid; whether any was changed."""
+    refs = {resource_ref for resource_ref, _problem in invalid}
+    types = {resource_ref.split("/")[0] for resource_ref in refs}
+    suspects = (r for t in types for r in data.of_type(t) if ref(r) in refs)
+    return tolerate_all(suspects) > 0

@@ -39,6 +39,9 @@ class PatientData:
 
     resources: dict[str, list[dict[str, Any]]]
     outcomes: dict[str, KeyOutcome] = field(default_factory=dict)
+    # For a key that is failed or missing: why, in words a clinician can read on the data card
+    # (no URLs, ids or setting names).
+    reasons: dict[str, str] = field(default_factory=dict)
 
     def of_type(self, resource_type: str) -> list[dict[str, Any]]:
         return self.resources.get(resource_type, [])

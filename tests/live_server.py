@@ -47,10 +47,13 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(state_dir: Path, database_url: str | None = None) -> Iterator[LiveServer]:
-    """`kap-cds serve` in open mode, its audit store and spool under ``state_dir``. Fails the
-    test if the server does not come up, or does not stop cleanly (a crash in the engine, a
-    traceback) when the test is done."""
+def live_server(
+    state_dir: Path, database_url: str | None = None, settings: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
+    """`kap-cds serve` in open mode (unless ``settings``, extra ``KAP_CDS_*`` variables, say
+    otherwise), its audit store and spool under ``state_dir``. Fails the test if the server does
+    not come up, or does not stop cleanly (a crash in the engine, a traceback) when the test is
+    done."""
     port = free_port()
     env = {
         **os.environ,
@@ -59,6 +62,7 @@ def live_server(state_dir: Path, database_url: str | None = None) -> Iterator[Li
         "KAP_CDS_SPOOL_DIR": str(state_dir / "spool"),
     }
     env.pop("KAP_CDS_TRUSTED_ISSUERS", None)
+    env |= settings or {}
     process = subprocess.Popen(
         [sys.executable, "-m", "cds", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=state_dir,

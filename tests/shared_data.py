@@ -33,3 +33,15 @@ def third_party_bundles_or_empty() -> list[Path]:
     """For parametrisation at collection time: the bundles, or [] (pair with a test that calls
     ``third_party_bundles()`` so that an empty list still fails under CI)."""
     return sorted(THIRD_PARTY_DIR.glob("*.json")) if THIRD_PARTY_DIR.is_dir() else []
+
+
+def shared_path(relative: str) -> Path:
+    """A file or folder of ``../shared`` (e.g. ``clients/cds-hooks-sandbox``); fails under CI,
+    skips elsewhere, when it is absent."""
+    path = SHARED_DIR / relative
+    if not path.exists():
+        reason = f"shared test material not found: {path} (set KAP_CDS_SHARED_DIR)"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return path

@@ -26,9 +26,15 @@ Resource = dict[str, Any]
 
 
 def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
-    """(system, code, display) of every coding in a CodeableConcept (raw JSON)."""
-    if isinstance(concept, dict) and isinstance(concept.get("coding"), list):
-        for coding in concept["coding"]:
+    """(system, code, display) of every coding in a CodeableConcept (raw JSON).
+
+    Reads through shape deviations (a list of concepts where R4 has one, one object for
+    ``coding``) so that such a resource is still found by its code; the rules then validate it,
+    and it is repaired (cds/fhir/tolerate.py) or named on the data card, never silently
+    skipped."""
+    for one in concept if isinstance(concept, list) else (concept,):
+        found = one.get("coding") if isinstance(one, dict) else None
+        for coding in (found,) if isinstance(found, dict) else found or ():
             if isinstance(coding, dict):
                 yield (
                     _text(coding.get("system")),

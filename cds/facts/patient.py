@@ -91,8 +91,8 @@ def _demographic_gaps(age: int | None, sex: str, patient_ref: str) -> list[Fact]
                 "t": "data_gap",
                 "key": f"{patient_ref} birthDate",
                 "reason": "missing",
-                "what": "birth date (not recorded)",
                 "checks": "age checks (under 18, young adults) and pregnancy status",
+                "what": "The patient's birth date is not recorded",
             }
         )
     if sex in ("unknown", "other"):
@@ -101,8 +101,8 @@ def _demographic_gaps(age: int | None, sex: str, patient_ref: str) -> list[Fact]
                 "t": "data_gap",
                 "key": f"{patient_ref} sex",
                 "reason": "not recorded",
-                "what": "sex (not recorded)",
                 "checks": "pregnancy status for a patient who may be able to become pregnant",
+                "what": "The patient's sex is not recorded",
             }
         )
     return gaps

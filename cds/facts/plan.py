@@ -1,9 +1,10 @@
 """Find what a request is about (the plan) and its evaluation time T0.
 
-T0 (DESIGN.md) is the planned dose time when the request carries one — the order's
-``dosageInstruction[0].timing.event[0]``, the appointment's ``start``, the encounter's
-``period.start`` — otherwise the time the request arrived. At encounter-discharge T0 is the
-discharge time (``period.end``, else arrival): the driving and observation rules measure from it.
+T0 (docs/contracts.md "Evaluation time") is the planned dose time when the request carries
+one — the order's ``dosageInstruction[0].timing.event[0]``, the appointment's ``start``, the
+encounter's ``period.start`` — otherwise the time the request arrived. At encounter-discharge
+T0 is the discharge time (``period.end``, else arrival): the driving and observation rules
+measure from it.
 """
 
 from __future__ import annotations
@@ -229,10 +230,10 @@ def _encounter_doses(
 
 
 def _encounter_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan | None:
-    """A dosing encounter (DESIGN.md): typed kap-dosing (itself or its Appointment), or one in
-    which a KAP dose is given, or one on the day an active KAP order is planned for when that
-    day's dose has not been given yet. An encounter typed as an integration or preparation
-    visit is not a dosing one unless a dose is charted on it."""
+    """A dosing encounter (docs/contracts.md "Local codes"): typed kap-dosing (itself or its
+    Appointment), or one in which a KAP dose is given, or one on the day an active KAP order
+    is planned for when that day's dose has not been given yet. An encounter typed as an
+    integration or preparation visit is not a dosing one unless a dose is charted on it."""
     encounter = _encounter(ctx)
     if encounter is None:
         return None

@@ -46,4 +46,4 @@ def without_invalid(data: PatientData) -> tuple[PatientData, list[tuple[str, str
                 removed.append(
                     (ref(resource) if isinstance(resource, dict) else resource_type, problem)
                 )
-    return PatientData(kept, dict(data.outcomes)), removed
+    return PatientData(kept, dict(data.outcomes), dict(data.reasons)), removed

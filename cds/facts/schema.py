@@ -455,9 +455,9 @@ _TYPES = [
         "the rules read was not valid FHIR R4).",
         {
             "key": _s("prefetch key or resource", sample="x" * 40),
-            "what": _s("the missing data in a clinician's words", sample="x" * 60),
             "reason": _s("failed / missing / invalid", sample="x" * 20),
             "checks": _s("which checks could not run", sample="x" * 80),
+            "what": _s("what could not be had and why, in plain words", sample="x" * 160),
         },
     ),
 ]

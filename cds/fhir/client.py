@@ -48,10 +48,6 @@ def new_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def is_secure(base_url: str, settings: Settings) -> bool:
-    return urlsplit(base_url).scheme == "https" or settings.allow_insecure_fhir_server
-
-
 class FhirReader:
     """Reads queries relative to one FHIR base URL with one (optional) bearer token."""
 

@@ -3,7 +3,9 @@
 Per prefetch key (CDS Hooks 2.0, "Prefetch"): a value is ``prefetched``; ``null`` is ``empty``
 ("no data", not missing); an OperationOutcome means the EHR failed to fetch it (``failed``); an
 absent key is read from ``fhirServer`` (``fetched`` or ``failed``), or is ``missing`` when there is
-no server to ask. A required key that is failed or missing raises ``DataUnavailable`` (HTTP 412).
+no server to ask, or none we may contact (not https: then only the prefetch is evaluated). A
+required key that is failed or missing raises ``DataUnavailable`` (HTTP 412). Each key not had
+carries a reason for the operator's log and one in plain words for the clinician's data card.
 No FHIR model validation happens here: the domain validates only what the rules read.
 """
 
@@ -20,11 +22,12 @@ import httpx
 from cds.config import Settings
 from cds.errors import DataUnavailable
 from cds.fhir.bundles import ResourceIndex, is_operation_outcome
-from cds.fhir.client import FetchFailed, FhirReader, is_secure, new_client
+from cds.fhir.client import FetchFailed, FhirReader, new_client
 from cds.fhir.templates import UnresolvableToken, render
 from cds.hooks.models import CdsRequest
 from cds.hooks.registry import PrefetchKey, ServiceDescriptor, service_for_hook
 from cds.pipeline_types import KeyOutcome, PatientData
+from cds.security.fhir_server import may_contact
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +36,13 @@ Json = dict[str, Any]
 
 @dataclass
 class KeyResult:
-    """How one key was satisfied; ``reason`` (safe to log and show) says why it was not."""
+    """How one key was satisfied. When it was not: ``reason`` for the log (safe: no token, no
+    patient data) and ``plain``, the same in a clinician's words, for the data card."""
 
     outcome: KeyOutcome
     values: list[Json] = field(default_factory=list)
     reason: str = ""
+    plain: str = ""
 
 
 async def gather(
@@ -62,6 +67,7 @@ async def gather(
     return PatientData(
         resources=_index(context, prefetch, service, results).as_dict(),
         outcomes={k.name: results[k.name].outcome for k in service.prefetch},
+        reasons={name: result.plain for name, result in results.items() if result.plain},
     )
 
 
@@ -76,7 +82,11 @@ def _from_prefetch(value: Json | None) -> KeyResult:
     if value is None:
         return KeyResult(KeyOutcome.empty, reason="the prefetch value is null")
     if is_operation_outcome(value):
-        return KeyResult(KeyOutcome.failed, reason="the EHR sent an OperationOutcome instead")
+        return KeyResult(
+            KeyOutcome.failed,
+            reason="the EHR sent an OperationOutcome instead",
+            plain="the EHR reported that it could not retrieve them",
+        )
     return KeyResult(KeyOutcome.prefetched, [value])
 
 
@@ -122,10 +132,22 @@ async def _fetch_absent(
         return {}
     server = request.fhirServer
     if server is None:
-        return _all(keys, KeyOutcome.missing, "not in prefetch and no fhirServer to read it from")
-    if not is_secure(server, settings):
+        return _all(
+            keys,
+            KeyOutcome.missing,
+            "not in prefetch and no fhirServer to read it from",
+            "not sent by the EHR, and the EHR named no FHIR server to read them from",
+        )
+    if not may_contact(server, settings):
+        # The prefetch is still evaluated; only the reads (which carry the token) are skipped.
         logger.warning("fhirServer is not https: %d prefetch keys not fetched", len(keys))
-        return _all(keys, KeyOutcome.failed, "fhirServer is not https, so it was not read")
+        return _all(
+            keys,
+            KeyOutcome.failed,
+            "fhirServer is not https, so it was not read",
+            "not sent by the EHR, and its FHIR server was not contacted because its address "
+            "is not secure (http, not https)",
+        )
     if client is not None:
         return await _fetch_keys(
             keys, FhirReader(client, server, request.access_token, settings), context, settings
@@ -135,8 +157,10 @@ async def _fetch_absent(
         return await _fetch_keys(keys, reader, context, settings)
 
 
-def _all(keys: Iterable[PrefetchKey], outcome: KeyOutcome, reason: str) -> dict[str, KeyResult]:
-    return {k.name: KeyResult(outcome, reason=reason) for k in keys}
+def _all(
+    keys: Iterable[PrefetchKey], outcome: KeyOutcome, reason: str, plain: str
+) -> dict[str, KeyResult]:
+    return {k.name: KeyResult(outcome, reason=reason, plain=plain) for k in keys}
 
 
 async def _fetch_keys(
@@ -155,7 +179,11 @@ async def _fetch_key(
     try:
         query = render(key.template, context)
     except UnresolvableToken as exc:
-        return KeyResult(KeyOutcome.missing, reason=f"the request has no value for {{{{{exc}}}}}")
+        return KeyResult(
+            KeyOutcome.missing,
+            reason=f"the request has no value for {{{{{exc}}}}}",
+            plain="the request did not say which record to read",
+        )
     try:
         async with asyncio.timeout(deadline):
             fetched = await reader.read(query)
@@ -163,13 +191,26 @@ async def _fetch_key(
         reason = str(exc) if isinstance(exc, FetchFailed) else _http_reason(exc)
         # Key name and reason only: the URL holds patient ids, the headers hold the token.
         logger.warning("prefetch key %s could not be read from fhirServer: %s", key.name, reason)
-        return KeyResult(KeyOutcome.failed, reason=reason)
+        return KeyResult(KeyOutcome.failed, reason=reason, plain=_plain_failure(exc))
     if not fetched.complete:
         logger.warning("prefetch key %s has more than fhir_max_pages pages", key.name)
-        return KeyResult(KeyOutcome.failed, fetched.values, "more pages than fhir_max_pages")
+        return KeyResult(
+            KeyOutcome.failed,
+            fetched.values,
+            "more pages than fhir_max_pages",
+            "the EHR's FHIR server holds more of them than the service reads in one request",
+        )
     if not fetched.values:  # a read of a resource the server does not have
         return KeyResult(KeyOutcome.empty, reason="the FHIR server does not have it")
     return KeyResult(KeyOutcome.fetched, fetched.values)
+
+
+def _plain_failure(exc: Exception) -> str:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "the EHR's FHIR server did not answer in time"
+    if isinstance(exc, FetchFailed):
+        return "the EHR's FHIR server did not give a usable answer"
+    return "the EHR's FHIR server could not be reached"
 
 
 def _http_reason(exc: Exception) -> str:

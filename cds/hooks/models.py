@@ -27,6 +27,8 @@ from pydantic import (
 )
 
 from cds.errors import RequestInvalid
+from cds.fhir.bundles import bundle_resources
+from cds.fhir.tolerate import tolerate
 
 # FHIR R4 id and relative-reference grammar. Strict on purpose: these values are substituted
 # into the FHIR URLs we fetch with the EHR's access token.
@@ -260,10 +262,18 @@ def parse_context(hook: str, context: Json) -> HookContext:
 
 def normalized_context(raw: Json, parsed: HookContext) -> Json:
     """The raw context with Bundle fields in their normalized shape (a bare appointment list
-    becomes a Bundle); the domain reads this dict, not the model."""
+    becomes a Bundle) and harmless FHIR shape deviations of the hook's own resources repaired
+    (the sandbox's draft order has ``category`` as one object); the domain reads this dict, not
+    the model. The repair comes before triage, which reads the order's medication code."""
+    context = raw
     if isinstance(parsed, AppointmentBookContext) and isinstance(raw.get("appointments"), list):
-        return {**raw, "appointments": parsed.appointments}
-    return raw
+        context = {**raw, "appointments": parsed.appointments}
+    for key in ("draftOrders", "appointments"):
+        bundle = context.get(key)
+        if isinstance(bundle, dict):
+            for resource in bundle_resources(bundle):
+                tolerate(resource)
+    return context
 
 
 # --- one service call, from bytes to validated models -------------------------------------------

@@ -1,7 +1,7 @@
 """The one registry of kap-cds services: ids, hooks, prefetch templates and what each key is for.
 
 Discovery (``GET /cds-services``), data gathering and the README's registration table are all
-generated from ``SERVICES``; the ids and hooks are a stable contract (DESIGN.md).
+generated from ``SERVICES``; the ids and hooks are a stable contract (docs/contracts.md).
 """
 
 from __future__ import annotations

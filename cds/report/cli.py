@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cds.audit.cli import UsageError, parse_instant
-from cds.config import REPO_ROOT, Settings
+from cds.config import EXAMPLES_DIR, Settings
 from cds.errors import CdsError, RuleLoadError
 from cds.report.behaviour import behaviour_from_url
 from cds.report.content import ReportInput, build_report
@@ -20,7 +20,6 @@ from cds.report.html import render_html
 from cds.report.markdown import render_markdown
 from cds.ruleset.loader import LoadedRuleSet, load_ruleset
 
-EXAMPLES_DIR = REPO_ROOT / "fhir_examples"
 EXIT_OK, EXIT_BUMP, EXIT_USAGE = 0, 1, 2
 
 

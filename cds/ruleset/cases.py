@@ -217,15 +217,19 @@ class CaseOutcome:
 def run_case(loaded: LoadedCase, evaluator: Any, settings: Any, examples_dir: Path) -> CaseOutcome:
     """Run one case through data gathering and the evaluator, in process (no HTTP)."""
     from cds.fhir.gather import gather_sync
-    from cds.hooks.models import CdsRequest
+    from cds.hooks.models import parse_call
 
-    request = CdsRequest.model_validate(build_request(loaded.case, examples_dir))
+    # parse_call, as the HTTP route does: it also repairs the hook resources' harmless deviations.
+    call = parse_call(
+        build_request(loaded.case, examples_dir), SERVICES_BY_ID[loaded.case.service].hook
+    )
+    request = call.request
     data = gather_sync(request, settings)
     if loaded.case.timezone:
         evaluator = evaluator.with_timezone(loaded.case.timezone)
     evaluation = evaluator.evaluate(
         service_id=loaded.case.service,
-        context=dict(request.context),
+        context=dict(call.context),
         data=data,
         now=case_now(loaded.case),
     )

@@ -9,6 +9,7 @@ path (``//cds-services``, a new route someone adds) is never open by accident. T
   Do not route it through the public proxy.
 - ``/docs``, ``/redoc``, ``/openapi.json``: the API description is as public as the CDS Hooks
   specification it follows; the configured services are in the (protected) discovery answer.
+- ``/``: a constant page of links to the above, discovery and governance.
 
 ``/governance`` (rule catalog and per-rule counts, no patient data) needs a token like the CDS
 endpoints unless ``KAP_CDS_GOVERNANCE_OPEN=true``: a browser cannot send a CDS Hooks JWT, so a
@@ -31,7 +32,16 @@ from cds.security.tokens import CdsClient, TokenRejected, TokenVerifier
 logger = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    {
+        "/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
 )
 # Where the verified client is kept: ``request.state.cds_client`` (see ``authenticated_client``).
 STATE_KEY = "cds_client"

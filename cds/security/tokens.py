@@ -1,9 +1,17 @@
 """CDS Hooks client JWT verification (CDS Hooks 2.0, "Trusting CDS Clients"), with PyJWT.
 
 Order of checks: header (algorithm allowlist, ``kid``, ``typ``) → ``iss`` on the allowlist →
-``jku`` equal to that issuer's configured JWKS URL → key by ``kid`` → signature, ``aud``, ``exp``,
-``iat``, ``nbf`` and required claims (PyJWT) → token lifetime → ``tenant`` → ``jti`` not seen
-before. The replay cache comes last so that only fully verified tokens consume a ``jti``.
+``jku`` acceptable for that issuer → key by ``kid`` → signature, ``aud``, ``exp``, ``iat``, ``nbf``
+and required claims (PyJWT) → token lifetime → ``tenant`` → ``jti`` not seen before. The replay
+cache comes last so that only fully verified tokens consume a ``jti``.
+
+The ``jku`` rule: the keys that verify a token always come from the settings (``jwks_url`` or
+inline ``jwks``); a token's ``jku`` is never fetched, it is only checked for consistency. It is
+accepted when it is the issuer's ``jwks_url``, or one of its ``allowed_jku``. An issuer with
+pinned inline keys and no ``allowed_jku`` accepts a ``jku`` on the issuer's own https origin
+(the CDS Hooks sandbox names ``https://sandbox.cds-hooks.org/.well-known/jwks.json``): the
+pinned keys still decide, so naming the issuer's own published set gains an attacker nothing.
+Anything else is refused as suspicious: an honest client names its own key set.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 
@@ -60,6 +69,15 @@ class _Trust:
     tenant: str | None
     jwks_url: str | None
     keys: KeySource
+    allowed_jku: frozenset[str] = frozenset()
+
+    def accepts_jku(self, jku: Any) -> bool:
+        if not isinstance(jku, str):
+            return False
+        if jku == self.jwks_url or jku in self.allowed_jku:
+            return True
+        pinned_without_list = self.jwks_url is None and not self.allowed_jku
+        return pinned_without_list and _same_https_origin(jku, self.iss)
 
 
 class TokenVerifier:
@@ -116,11 +134,11 @@ class TokenVerifier:
         raise TokenRejected("tenant not allowed for this issuer", iss=iss, kid=kid)
 
     async def _key_for(self, trust: _Trust, header: dict[str, Any], kid: str) -> VerificationKey:
-        # jku is only a hint for which of the issuer's key sets to use; following an arbitrary
-        # one would let the token choose the key that verifies it.
-        if "jku" in header and header["jku"] != trust.jwks_url:
+        # jku is never followed (that would let the token choose the key that verifies it);
+        # it must only be consistent with the keys the settings pin for this issuer.
+        if "jku" in header and not trust.accepts_jku(header["jku"]):
             raise TokenRejected(
-                "jku not the issuer's configured JWKS URL", iss=trust.iss, kid=kid, suspicious=True
+                "jku not allowed for this issuer", iss=trust.iss, kid=kid, suspicious=True
             )
         key = await trust.keys.get(kid)
         if key is None:
@@ -190,7 +208,17 @@ def _resolve(issuer: TrustedIssuer, remote: dict[str, RemoteJwks]) -> _Trust:
         keys = remote.setdefault(issuer.jwks_url, RemoteJwks(issuer.jwks_url))
     else:
         keys = StaticKeys(issuer.jwks or {}, issuer.iss)
-    return _Trust(issuer.iss, issuer.tenant, issuer.jwks_url, keys)
+    return _Trust(issuer.iss, issuer.tenant, issuer.jwks_url, keys, frozenset(issuer.allowed_jku))
+
+
+def _same_https_origin(url: str, iss: str) -> bool:
+    """Whether ``url`` is an https URL on the issuer's own origin (scheme, host and port)."""
+    try:
+        a, b = urlsplit(url), urlsplit(iss)
+        same = (a.hostname, a.port) == (b.hostname, b.port)
+    except ValueError:  # an invalid port
+        return False
+    return a.scheme == "https" and b.scheme == "https" and bool(a.hostname) and same
 
 
 def _checked_header(token: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The service registry (DESIGN.md "Services")."""
+"""The service registry (docs/contracts.md "Services")."""
 
 from __future__ import annotations
 

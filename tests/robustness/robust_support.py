@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 from pydantic import ValidationError
+from shared_data import third_party_bundles_or_empty
 
 from cds.config import Settings
 from cds.hooks.cards import CardsResponse, fired_by_rule
@@ -30,8 +31,7 @@ Json = dict[str, Any]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "fhir_examples"
-THIRD_PARTY = REPO_ROOT.parent / "shared" / "fhir" / "third-party"
-THIRD_PARTY_BUNDLES = sorted(THIRD_PARTY.glob("*.json")) if THIRD_PARTY.is_dir() else []
+THIRD_PARTY_BUNDLES = third_party_bundles_or_empty()
 
 # `make fuzz` sets this (2000): the long runs use it, the normal run uses small fixed numbers.
 FUZZ_EXAMPLES = int(os.environ.get("KAP_CDS_FUZZ_EXAMPLES") or 0)
@@ -63,7 +63,8 @@ def load_json(path: Path) -> Json:
 
 
 def card_problems(card: Any, where: str = "card") -> list[str]:
-    """What is wrong with one card against the DESIGN.md card contract (empty when fine)."""
+    """What is wrong with one card against the card contract (docs/contracts.md "Cards");
+    empty when fine."""
     if not isinstance(card, dict):
         return [f"{where} is not an object"]
     problems: list[str] = []

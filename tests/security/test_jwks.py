@@ -110,8 +110,59 @@ def test_foreign_jku_is_never_fetched(remote_client: TestClient, es384: SigningK
         assert evil.hits == 0
 
 
-def test_jku_refused_for_an_issuer_with_inline_keys(client: TestClient, minter: Minter) -> None:
-    assert call(client, minter.token(headers={"jku": "https://ehr.example.org/jwks"})) == 401
+# ISS is https://ehr.example.org/fhir: its own origin is https://ehr.example.org.
+@pytest.mark.parametrize(
+    "jku",
+    ["https://ehr.example.org/.well-known/jwks.json", "https://ehr.example.org/jwks"],
+)
+def test_inline_keys_accept_a_jku_on_the_issuers_own_origin(
+    client: TestClient, minter: Minter, jku: str
+) -> None:
+    # The pinned keys verify the token; naming the issuer's own published set changes nothing.
+    assert call(client, minter.token(headers={"jku": jku})) == 200
+
+
+@pytest.mark.parametrize(
+    "jku",
+    [
+        "https://evil.example.org/jwks",  # another host
+        "http://ehr.example.org/jwks",  # the issuer's host, but not https
+        "https://ehr.example.org:8443/jwks",  # another port
+        "https://ehr.example.org.evil.example/jwks",  # a look-alike host
+        ["https://ehr.example.org/jwks"],  # not a string
+    ],
+    ids=["other-host", "http", "other-port", "look-alike", "not-a-string"],
+)
+def test_inline_keys_refuse_a_jku_elsewhere(
+    client: TestClient, minter: Minter, jku: object
+) -> None:
+    assert call(client, minter.token(headers={"jku": jku})) == 401
+
+
+def test_inline_keys_with_an_allow_list_accept_only_that_list(es384: SigningKey) -> None:
+    listed = "https://keys.ehr-vendor.example/tenant-7/jwks.json"
+    trust = TrustedIssuer(iss=ISS, jwks={"keys": [es384.jwk()]}, allowed_jku=[listed])
+    with TestClient(build_app(make_settings(trusted_issuers=[trust])), base_url=BASE) as client:
+        minter = Minter(es384)
+        assert call(client, minter.token(headers={"jku": listed})) == 200
+        assert call(client, minter.token()) == 200  # no jku at all
+        # With a list, the issuer's own origin is no longer implied.
+        own_origin = "https://ehr.example.org/.well-known/jwks.json"
+        assert call(client, minter.token(headers={"jku": own_origin})) == 401
+
+
+def test_jwks_url_issuer_allow_list_is_checked_but_never_fetched(
+    jwks_server: JwksServer, es384: SigningKey
+) -> None:
+    with serve_jwks(new_es384("listed")) as listed_server:
+        trust = TrustedIssuer(iss=ISS, jwks_url=jwks_server.url, allowed_jku=[listed_server.url])
+        app = build_app(make_settings(trusted_issuers=[trust]))
+        with TestClient(app, base_url=BASE) as client:
+            assert call(client, Minter(es384).token(headers={"jku": listed_server.url})) == 200
+            # A jwks_url issuer never gets the own-origin allowance.
+            same_origin = "https://ehr.example.org/.well-known/jwks.json"
+            assert call(client, Minter(es384).token(headers={"jku": same_origin})) == 401
+        assert listed_server.hits == 0
 
 
 def test_issuer_outage_keeps_the_keys_we_have(

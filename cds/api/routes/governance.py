@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cds.api.deps import RuntimeDep
 from cds.audit.cli import UsageError, parse_instant
-from cds.config import REPO_ROOT, Settings
+from cds.config import EXAMPLES_DIR, Settings
 from cds.report.behaviour import Behaviour
 from cds.report.governance import (
     CONTENT_SECURITY_POLICY,
@@ -27,7 +27,6 @@ from cds.ruleset.loader import LoadedRuleSet, load_ruleset
 
 router = APIRouter(tags=["governance"])
 
-EXAMPLES_DIR = REPO_ROOT / "fhir_examples"
 HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",

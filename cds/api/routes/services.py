@@ -25,7 +25,6 @@ from cds.hooks.cards import CardsResponse
 from cds.hooks.models import ParsedCall, parse_call
 from cds.hooks.registry import service
 from cds.pipeline_types import Evaluation
-from cds.security.fhir_server import check_fhir_server_url
 
 router = APIRouter(tags=["services"])
 
@@ -77,9 +76,6 @@ async def call_service(
         if is_not_kap(evaluator, descriptor.hook, call.context):
             observation.outcome = "not_kap"
             return json_response(NO_CARDS)
-        if call.request.fhirServer:
-            # Production data and its access token only travel over https (CDS Hooks 2.0).
-            check_fhir_server_url(call.request.fhirServer, settings)
         data = await gather(
             call.request, settings, service=descriptor, context=call.context, client=http_client
         )
