@@ -12,12 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cds.cards.actions import ActionContext
-from cds.cards.render import build_cards
+from cds.cards.render import CardContext, build_cards
 from cds.config import Settings
 from cds.engine.durable import DurableEngine, Match
 from cds.errors import RuleLoadError
 from cds.facts.build import build_facts
-from cds.facts.context import FactContext, Plan
+from cds.facts.context import PHASE_BY_HOOK, FactContext, Plan
 from cds.facts.drugs import KapDrugs
 from cds.facts.fhir import r4b_model, ref
 from cds.facts.index import PrefetchIndex
@@ -27,6 +27,7 @@ from cds.facts.triage import Triage, triage
 from cds.fhir.tolerate import tolerate_all
 from cds.hooks.registry import service
 from cds.pipeline_types import Evaluation, FiredRule, PatientData
+from cds.ruleset.checklist import WINDOW_POLICY_KEY
 from cds.ruleset.loader import LoadedRuleSet, load_ruleset
 from cds.ruleset.valuesets import ValueSetIndex
 
@@ -148,17 +149,17 @@ class RuleEvaluator:
         now: datetime,
         removed: list[tuple[str, str]],
     ) -> Evaluation:
-        ctx = self._context(hook, context, data, now, None)
+        ctx = self._context(hook, context, data, now, None, now)
         plan = find_plan(ctx, self.drugs, now)
         if plan is None:
             return Evaluation([], [], now, False, self.ruleset.digest)
-        ctx = self._context(hook, context, data, plan.t0, plan, ctx.prefetch)
+        ctx = self._context(hook, context, data, plan.t0, plan, now, ctx.prefetch)
         ctx.invalid.extend(removed)
         facts = build_facts(ctx)
         if ctx.invalid and _repair_shapes(data, ctx.invalid):
             # Some resources the rules read were only misshapen (one object where R4 has a
             # list): repaired in place, so evaluate again. Costs nothing for well-formed data.
-            ctx = self._context(hook, context, data, plan.t0, plan)
+            ctx = self._context(hook, context, data, plan.t0, plan, now)
             ctx.invalid.extend(removed)
             facts = build_facts(ctx)
         matches = self.engine.run(_engine_name(hook), facts)
@@ -168,31 +169,49 @@ class RuleEvaluator:
             order_ref=ref(plan.order) if plan.order and hook.startswith("order-") else None,
             encounter_id=context.get("encounterId"),
         )
+        card_ctx = CardContext(
+            actions=action_ctx,
+            drug=plan.drug,
+            now=now,
+            tz=self.tz,
+            near=self._dose_is_near(hook, plan.t0, now),
+        )
         live = [m for m in matches if not self.ruleset.is_shadow(_rule_of(m))]
-        cards, fired = build_cards(live, self.ruleset, action_ctx)
-        shadow = self._would_fire(matches, len(live), action_ctx)
+        cards, fired = build_cards(live, self.ruleset, card_ctx)
+        shadow = self._would_fire(matches, len(live), card_ctx)
         return Evaluation(cards, fired, plan.t0, True, self.ruleset.digest, shadow)
 
     def _would_fire(
-        self, matches: list[Match], live_count: int, action_ctx: ActionContext
+        self, matches: list[Match], live_count: int, card_ctx: CardContext
     ) -> list[FiredRule]:
         """Shadow rules' firings as the EHR would have seen them: built together with the live
         rules so that a live rule's ``suppressed_by`` applies, then only the shadow ones kept."""
         if live_count == len(matches):
             return []
-        _cards, fired = build_cards(matches, self.ruleset, action_ctx)
+        _cards, fired = build_cards(matches, self.ruleset, card_ctx)
         return [f for f in fired if self.ruleset.is_shadow(f.rule_id)]
+
+    def _dose_is_near(self, hook: str, t0: datetime, now: datetime) -> bool:
+        """The readiness checklist's "near": the dosing encounter has started, or an order or
+        booking is for a dose within the policy window (rules/readiness.yaml)."""
+        phase = PHASE_BY_HOOK[hook]
+        if phase == "session":
+            return True
+        if phase not in ("order", "book") or WINDOW_POLICY_KEY not in self.ruleset.policy.values:
+            return False
+        hours_ahead = (t0 - now).total_seconds() / 3600
+        return hours_ahead <= self.ruleset.policy.number(WINDOW_POLICY_KEY)
 
     def facts_for(
         self, service_id: str, context: dict[str, Any], data: PatientData, now: datetime
     ) -> list[dict[str, Any]]:
         """The facts an evaluation would post (for `kap-cds evaluate --facts` and tests)."""
         hook = service(service_id).hook
-        first = self._context(hook, context, data, now, None)
+        first = self._context(hook, context, data, now, None, now)
         plan = find_plan(first, self.drugs, now)
         if plan is None:
             return []
-        return build_facts(self._context(hook, context, data, plan.t0, plan, first.prefetch))
+        return build_facts(self._context(hook, context, data, plan.t0, plan, now, first.prefetch))
 
     def _context(
         self,
@@ -201,6 +220,7 @@ class RuleEvaluator:
         data: PatientData,
         t0: datetime,
         plan: Plan | None,
+        now: datetime,
         prefetch: PrefetchIndex | None = None,
     ) -> FactContext:
         return FactContext(
@@ -215,6 +235,8 @@ class RuleEvaluator:
             index=self.index,
             # One pass over the data per request, shared by the plan and the fact builders.
             prefetch=prefetch or PrefetchIndex(data, self.tz, self.ruleset.valuesets, self.index),
+            now=now,
+            planned_time=plan.timed if plan else False,
         )
 
 

@@ -62,6 +62,7 @@ class FiredRule:
     indicator: str
     card_uuid: str
     facts: list[dict[str, Any]]
+    variant: str = ""
 
 
 @dataclass(frozen=True)

@@ -282,7 +282,7 @@ def evaluation_row(rec: dict[str, Any]) -> dict[str, Any]:
         "kap": bool(rec["kap"]),
         "latency_ms": float(rec["latency_ms"]),
         "data_outcomes": rec["data_outcomes"],
-        "card_count": len(rec["cards"]),
+        "card_count": len({card["card_uuid"] for card in rec["cards"]}),
         # Absent from records spooled before revision 0003: kept as unknown (null).
         **{name: rec.get(name) for name in CALLER_COLUMNS},
         "user_id": rec.get("user_id"),
@@ -324,10 +324,25 @@ def archive_row(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def card_rows_of(rec: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {"evaluation_id": rec["id"], "position": position, **card}
-        for position, card in enumerate(rec["cards"])
-    ]
+    """One row per (card, rule); ``position`` is the card's place in the response. Spool lines
+    written before revision 0002 have no ``variant``."""
+    rows: list[dict[str, Any]] = []
+    positions: dict[str, int] = {}
+    lines: dict[str, int] = {}
+    for card in rec["cards"]:
+        uuid = card["card_uuid"]
+        position = positions.setdefault(uuid, len(positions))
+        lines[uuid] = lines.get(uuid, -1) + 1
+        rows.append(
+            {
+                "evaluation_id": rec["id"],
+                "position": position,
+                "line": lines[uuid],
+                "variant": None,
+                **card,
+            }
+        )
+    return rows
 
 
 def _feedback_rows(conn: Connection, fb_records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -57,6 +57,7 @@ CARD_FIELDS = (
     "position",
     "rule_id",
     "rule_version",
+    "variant",
     "family",
     "indicator",
     "summary",
@@ -116,7 +117,7 @@ def _export_rows(
     stmt = (
         select(evaluations.c.id.label("evaluation_id"), *_eval_cols(), *_card_cols())
         .select_from(evaluations.outerjoin(cards, cards.c.evaluation_id == evaluations.c.id))
-        .order_by(evaluations.c.recorded_at, evaluations.c.id, cards.c.position)
+        .order_by(evaluations.c.recorded_at, evaluations.c.id, cards.c.position, cards.c.line)
     )
     if since is not None:
         stmt = stmt.where(evaluations.c.recorded_at >= since)

@@ -98,39 +98,50 @@ def evaluation_record(
 
 
 def _card_entries(evaluation: Evaluation) -> list[dict[str, Any]]:
-    """One entry per card, joined with the rule that fired it (by card uuid).
+    """One entry per rule per card, joined by card uuid: a readiness checklist card gives one
+    entry for each rule it lists (in line order), so each is audited as fired.
 
     A fired rule whose card is absent from the response is still recorded: the trail must show
     every rule that fired, even if a later step dropped its card.
     """
-    fired = {rule.card_uuid: rule for rule in evaluation.fired}
-    entries = [_card_entry(card, fired.pop(card.uuid, None)) for card in evaluation.cards]
-    entries.extend(_fired_only_entry(rule) for rule in fired.values())
+    by_card: dict[str, list[FiredRule]] = {}
+    for rule in evaluation.fired:
+        by_card.setdefault(rule.card_uuid, []).append(rule)
+    entries: list[dict[str, Any]] = []
+    for card in evaluation.cards:
+        rules = by_card.pop(card.uuid, [])
+        if rules:
+            entries.extend(_rule_entry(rule, card.summary) for rule in rules)
+        else:
+            entries.append(_unmatched_card_entry(card))
+    entries.extend(_rule_entry(rule, None) for rules in by_card.values() for rule in rules)
     return entries
 
 
-def _card_entry(card: Card, rule: FiredRule | None) -> dict[str, Any]:
-    ext = (card.extension or {}).get(RULE_EXTENSION) or {}
-    return {
-        "card_uuid": card.uuid,
-        "rule_id": rule.rule_id if rule else str(ext.get("id", "")),
-        "rule_version": rule.version if rule else str(ext.get("version", "")),
-        "family": rule.family if rule else str(ext.get("family", "")),
-        "indicator": card.indicator.value,
-        "summary": card.summary,
-        "facts": rule.facts if rule else [],
-    }
-
-
-def _fired_only_entry(rule: FiredRule) -> dict[str, Any]:
+def _rule_entry(rule: FiredRule, summary: str | None) -> dict[str, Any]:
     return {
         "card_uuid": rule.card_uuid,
         "rule_id": rule.rule_id,
         "rule_version": rule.version,
+        "variant": rule.variant or None,
         "family": rule.family,
-        "indicator": rule.indicator,
-        "summary": None,
+        "indicator": rule.indicator,  # the rule's own line on a checklist card
+        "summary": summary,
         "facts": rule.facts,
+    }
+
+
+def _unmatched_card_entry(card: Card) -> dict[str, Any]:
+    ext = (card.extension or {}).get(RULE_EXTENSION) or {}
+    return {
+        "card_uuid": card.uuid,
+        "rule_id": str(ext.get("id", "")),
+        "rule_version": str(ext.get("version", "")),
+        "variant": ext.get("variant"),
+        "family": str(ext.get("family", "")),
+        "indicator": card.indicator.value,
+        "summary": card.summary,
+        "facts": [],
     }
 
 
@@ -160,4 +171,17 @@ def _feedback_record(service_id: str, received_at: str, item: dict[str, Any]) ->
         "user_comment": override.get("userComment"),
         # Kept as the EHR sent it; parsed when written (a bad value must not cost the item).
         "outcome_timestamp": item.get("outcomeTimestamp"),
+    }
+
+
+def _fired_only_entry(rule: FiredRule) -> dict[str, Any]:
+    """A shadow rule's would-have-fired entry (audit_shadow_firing has no variant column)."""
+    return {
+        "card_uuid": rule.card_uuid,
+        "rule_id": rule.rule_id,
+        "rule_version": rule.version,
+        "family": rule.family,
+        "indicator": rule.indicator,
+        "summary": None,
+        "facts": rule.facts,
     }

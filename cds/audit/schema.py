@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
@@ -109,8 +110,11 @@ cards = Table(
     ),
     Column("card_uuid", String, primary_key=True),
     Column("position", Integer, nullable=False),  # order of the card in the response
-    Column("rule_id", String, nullable=False),
+    # One row per rule the card stands for: a readiness checklist card lists several (0002).
+    Column("rule_id", String, primary_key=True),
     Column("rule_version", String, nullable=False),
+    Column("variant", String, nullable=True),  # NULL for rows written before 0002
+    Column("line", Integer, nullable=False, server_default=text("0")),  # rule's line on the card
     Column("family", String, nullable=False),
     Column("indicator", String, nullable=False),
     Column("summary", Text, nullable=True),

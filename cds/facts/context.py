@@ -43,6 +43,7 @@ class Plan:
     # encounter-start: readings up to this time (the encounter's first dose, else the request's
     # arrival) are pre-dose, even when charted minutes after the encounter opened (T0)
     pre_dose_until: datetime | None = None
+    timed: bool = True  # False: the request named no dose time, T0 is the arrival time
 
 
 @dataclass
@@ -59,6 +60,8 @@ class FactContext:
     # The one pass over this request's data; the evaluator shares one between the contexts
     # of a request. Built on first use when not given.
     prefetch: PrefetchIndex | None = None
+    now: datetime | None = None  # when the request arrived (T0 is the planned dose time)
+    planned_time: bool = True  # T0 is a planned dose time, not the arrival time
     # Resources the rules needed but that were not valid FHIR R4: reported on a data card.
     invalid: list[tuple[str, str]] = field(default_factory=list)
     _reported: set[int] = field(default_factory=set)

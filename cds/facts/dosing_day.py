@@ -269,6 +269,21 @@ def _intake_fields(
     return fields
 
 
+def _duration(minutes: float) -> str:
+    """ "4 h", "90 min": how long before the dose, as a patient instruction says it."""
+    if minutes >= 60 and minutes % 60 == 0:
+        return f"{int(minutes // 60)} h"
+    return f"{minutes:g} min"
+
+
+def _stop_note(what: str, stop: datetime | None, ctx: FactContext) -> str:
+    """A clock time only when it is still ahead: a stop time already past (or computed from the
+    arrival time because no dose time is planned) would tell the patient nothing."""
+    if stop is None or not ctx.planned_time or (ctx.now is not None and stop <= ctx.now):
+        return ""
+    return f" ({what} after {display_time(stop, ctx.tz)})"
+
+
 _NOT_FASTING_TEXT = re.compile(r"^\s*(no|n|not fasting|not fasted|non[- ]?fasting)\s*\.?$", re.I)
 
 
@@ -297,9 +312,15 @@ def build_intake(ctx: FactContext) -> list[Fact]:
         o for o in observations(ctx, "VS-FASTING-STATUS") if _local_day(o.when, ctx.tz) == day
     ]
     status_today = bool(statuses_today)
+    food_stop = ctx.t0 - timedelta(minutes=food)
+    liquid_stop = ctx.t0 - timedelta(minutes=liquid) if liquid is not None else None
     fact: Fact = {
         "t": "intake",
         "documented_today": bool(solid or drink or status_today),
+        "food_fast_display": _duration(food),
+        "liquid_fast_display": _duration(liquid) if liquid is not None else None,
+        "food_stop_note": _stop_note("no food", food_stop, ctx),
+        "liquid_stop_note": _stop_note("no liquids", liquid_stop, ctx),
         "food_stop_display": display_time(ctx.t0 - timedelta(minutes=food), ctx.tz),
         "liquid_stop_display": (
             display_time(ctx.t0 - timedelta(minutes=liquid), ctx.tz) if liquid is not None else None

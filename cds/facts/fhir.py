@@ -165,11 +165,15 @@ def minutes_between(earlier: datetime, later: datetime) -> float:
 
 
 def display_time(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    """As a clinician writes it, with the facility zone: "20 Nov 2026 15:00 PST"."""
+    local = moment.astimezone(tz)
+    return f"{local.day} {local:%b %Y %H:%M} {local.tzname() or ''}".rstrip()
 
 
 def display_date(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%Y-%m-%d")
+    """ "20 Nov 2026" (no zone: a calendar day in the facility's zone)."""
+    local = moment.astimezone(tz)
+    return f"{local.day} {local:%b %Y}"
 
 
 @cache

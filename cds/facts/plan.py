@@ -103,6 +103,7 @@ def plan_from_order(order: Resource, drug: str, ctx: FactContext, now: datetime)
         home_evidence=evidence,
         # Signing a course order whose first dose is not given a time is not a dose now.
         standing=planned is None and _standing(order),
+        timed=planned is not None,
     )
 
 
@@ -144,7 +145,8 @@ def _appointment_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan 
             continue  # a therapy visit that points at the order is not a dose
         linked = _linked_order(appointment, ctx, drugs)
         if is_kap_appointment(appointment) or linked:
-            start = parse_time(appointment.get("start"), ctx.tz) or now
+            planned = parse_time(appointment.get("start"), ctx.tz)
+            start = planned or now
             order, drug = linked or active_kap_order(ctx, drugs) or (None, None)
             route = route_of(_first_dosage(order)) if order else "unknown"
             return Plan(
@@ -155,6 +157,7 @@ def _appointment_plan(ctx: FactContext, drugs: KapDrugs, now: datetime) -> Plan 
                 appointment=appointment,
                 at_home=bool(order and home_evidence(order)),
                 home_evidence=home_evidence(order) if order else None,
+                timed=planned is not None,
             )
     return None
 

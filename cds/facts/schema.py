@@ -51,8 +51,8 @@ def _vs(doc: str) -> FieldSpec:
     return FieldSpec("valueset", doc, sample="VS-XXXXXXXXXXXXXXXXXXXX")
 
 
-DATE = "2026-11-22"
-DATETIME = "2026-11-22 23:59"
+DATE = "22 Sep 2026"
+DATETIME = "22 Sep 2026 23:59 AKDT"  # the longest zone abbreviations have four letters
 REF = _s("source resource, e.g. Observation/abc", sample="Observation/" + "x" * 20)
 
 DRUGS = ("ketamine", "esketamine")
@@ -402,6 +402,22 @@ _TYPES = [
             "liquid_stop_display": _s(
                 "no liquids after this time (absent when the drug's policy has no liquid fast)",
                 sample=DATETIME,
+            ),
+            "food_fast_display": _s(
+                "how long before the dose not to eat ('4 h', '120 min')", sample="9999 min"
+            ),
+            "liquid_fast_display": _s(
+                "how long before the dose not to drink (absent without a liquid fast)",
+                sample="9999 min",
+            ),
+            "food_stop_note": _s(
+                "' (no food after <time>)' when that time is still ahead of the request, else "
+                "empty: instructions stay relative when no dose time is planned or it has passed",
+                sample=" (no food after " + DATETIME + ")",
+            ),
+            "liquid_stop_note": _s(
+                "' (no liquids after <time>)' when that time is still ahead, else empty",
+                sample=" (no liquids after " + DATETIME + ")",
             ),
         },
     ),

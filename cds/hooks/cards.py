@@ -15,6 +15,11 @@ SOURCE_LABEL = "KAP Safety Rules"
 RULE_TOPIC_SYSTEM = "urn:kap-cds:rule"
 OVERRIDE_SYSTEM = "urn:kap-cds:override"
 RULE_EXTENSION = "org.kapcds.rule"
+# A consolidated card (the readiness checklist): one entry per rule it lists, in line order.
+RULES_EXTENSION = "org.kapcds.rules"
+CHECKLIST_TOPIC_SYSTEM = "urn:kap-cds:checklist"
+# The FHIR resources behind each rule's finding ("Observation/12"): for machines, never in text.
+EVIDENCE_EXTENSION = "org.kapcds.evidence"
 
 
 class Indicator(StrEnum):
@@ -106,3 +111,37 @@ class CardsResponse(_Strict):
         body: dict[str, Any] = self.model_dump(mode="json", exclude_none=True)
         body.setdefault("cards", [])
         return body
+
+
+def listed_rules(card: dict[str, Any]) -> list[tuple[str, str]]:
+    """(rule id, indicator) of each rule a card (as JSON) stands for: the entries of a
+    consolidated card, else the one rule of its ``org.kapcds.rule``."""
+    extension = card.get("extension") or {}
+    entries = extension.get(RULES_EXTENSION)
+    if isinstance(entries, list):
+        return [(str(e["id"]), str(e["indicator"])) for e in entries]
+    rule = extension.get(RULE_EXTENSION) or {}
+    return [(str(rule.get("id", "")), str(card.get("indicator", "")))]
+
+
+def fired_by_rule(cards: list[dict[str, Any]]) -> dict[str, str]:
+    """rule id -> indicator over a response's cards (the strongest if a rule shows twice)."""
+    rank = {"info": 0, "warning": 1, "critical": 2}
+    fired: dict[str, str] = {}
+    for card in cards:
+        for rule_id, indicator in listed_rules(card):
+            if rank.get(indicator, 0) >= rank.get(fired.get(rule_id, "info"), 0):
+                fired[rule_id] = indicator
+    return fired
+
+
+def fired_variants(cards: list[dict[str, Any]]) -> dict[str, str]:
+    """rule id -> the variant that fired, from the cards' rule extensions."""
+    variants: dict[str, str] = {}
+    for card in cards:
+        extension = card.get("extension") or {}
+        entries = extension.get(RULES_EXTENSION) or [extension.get(RULE_EXTENSION) or {}]
+        for entry in entries:
+            if entry.get("id") and entry.get("variant"):
+                variants[str(entry["id"])] = str(entry["variant"])
+    return variants

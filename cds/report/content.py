@@ -57,7 +57,11 @@ def build_report(data: ReportInput, title: str = "KAP rule set report") -> Docum
 def catalog_blocks(data: ReportInput) -> list[Block]:
     """The rule index and every rule's section (what the governance page caches)."""
     ruleset = data.ruleset
-    blocks: list[Block] = [Heading(2, "Rules", "rules"), rule_index(ruleset)]
+    blocks: list[Block] = [
+        *checklist_blocks(ruleset),
+        Heading(2, "Rules", "rules"),
+        rule_index(ruleset),
+    ]
     texts = ConditionText(ruleset.policy, {k: v.title for k, v in ruleset.valueset_files.items()})
     for rule_id, source in sorted(ruleset.rules.items()):
         stats = data.behaviour.of(rule_id) if data.behaviour and data.behaviour.available else None
@@ -67,6 +71,39 @@ def catalog_blocks(data: ReportInput) -> list[Block]:
             )
         )
     return blocks
+
+
+def checklist_blocks(ruleset: LoadedRuleSet) -> list[Block]:
+    """The readiness checklist (rules/readiness.yaml): which rules share one card and how
+    urgent each line is; cards of the checklist link here (anchor = the checklist id)."""
+    checklist = ruleset.checklist
+    if checklist is None:
+        return []
+    window = ruleset.policy.values.get("readiness_critical_hours")
+    rows = tuple(
+        (
+            cell(str(number)),
+            _rule_links([line.rule]),
+            cell(line.label),
+            cell((line.severity or checklist.severity).near.value),
+            cell((line.severity or checklist.severity).later.value),
+        )
+        for number, line in enumerate(checklist.lines, start=1)
+    )
+    return [
+        Heading(2, f"Readiness checklist — {checklist.title}", checklist.id),
+        Para(
+            cell(
+                "These rules do not show cards of their own: the gaps they find in one request "
+                "are the lines of one card, in this order, with their suggestions. Each rule is "
+                "audited as fired and feedback on the card counts for each. A line is 'near' at "
+                f"the start of the dosing encounter, or for an order or booking of a dose within "
+                f"{window} h (policy readiness_critical_hours); 'later' otherwise. The card's "
+                "severity is the highest of its lines."
+            )
+        ),
+        Table(("line", "rule", "gap", "near", "later"), rows),
+    ]
 
 
 # ---- front page ------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cds.hooks.cards import fired_by_rule, fired_variants
 from cds.hooks.registry import SERVICES_BY_ID
 
 CASE_TIME = "2026-11-20T15:00:00+00:00"  # default planned dose time of every case
@@ -54,6 +55,9 @@ class Case(BaseModel):
     prefetch_outcomes: dict[str, Literal["failed", "missing", "null"]] = Field(default_factory=dict)
     expect: dict[str, Literal["info", "warning", "critical"]] = Field(default_factory=dict)
     absent: list[str] = Field(default_factory=list)
+    # rule id -> the variant expected to fire: tells two variants of the same severity apart
+    # (on the readiness checklist every gap is critical when the dose is near).
+    variants: dict[str, str] = Field(default_factory=dict)
     max_indicator: Literal["info", "warning", "critical"] | None = None
     no_cards: bool = False
 
@@ -170,9 +174,16 @@ def case_now(case: Case) -> datetime:
     return datetime.fromisoformat(case.now)
 
 
-def check_result(case: Case, fired: dict[str, str]) -> list[str]:
-    """Problems with a result (``fired`` maps rule id -> indicator); empty when it passes."""
+def check_result(
+    case: Case, fired: dict[str, str], variants: dict[str, str] | None = None
+) -> list[str]:
+    """Problems with a result (``fired`` maps rule id -> indicator, ``variants`` rule id ->
+    variant); empty when it passes."""
     problems = []
+    for rule_id, variant in case.variants.items():
+        got = (variants or {}).get(rule_id)
+        if got != variant:
+            problems.append(f"{rule_id} fired variant {got}, expected {variant}")
     for rule_id, indicator in case.expect.items():
         if rule_id not in fired:
             problems.append(f"{rule_id} did not fire (expected {indicator})")
@@ -232,9 +243,7 @@ def run_case(
         data=data,
         now=case_now(loaded.case),
     )
-    fired = {
-        card.source.topic.code: card.indicator.value
-        for card in evaluation.cards
-        if card.source.topic
-    }
-    return CaseOutcome(loaded, fired, check_result(loaded.case, fired))
+    cards = [card.model_dump(mode="json") for card in evaluation.cards]
+    fired = fired_by_rule(cards)
+    problems = check_result(loaded.case, fired, fired_variants(cards))
+    return CaseOutcome(loaded, fired, problems)

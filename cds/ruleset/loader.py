@@ -10,6 +10,7 @@ Layout of a rule set directory::
     override-reasons.yaml     the override reason codes cards may offer
     valuesets/VS-*.yaml       value sets
     <family>/KAP-*.yaml       one rule per file, in a folder per family
+    readiness.yaml            optional: the rules whose findings share one readiness card
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from pydantic import ValidationError
 
 from cds.cards.actions import ACTIONS
 from cds.errors import RuleLoadError
+from cds.ruleset.checklist import (
+    CHECKLIST_FILE,
+    WINDOW_POLICY_KEY,
+    Checklist,
+    load_checklist,
+)
 from cds.ruleset.compiler import CompiledVariant, ConditionError, compile_variant, policy_switch
 from cds.ruleset.model import HOOKS, RuleFile
 from cds.ruleset.policy import Policy, load_policy
@@ -53,6 +60,7 @@ class LoadedRuleSet:
     override_reasons: dict[str, str]
     compiled: dict[str, list[CompiledVariant]]  # hook -> active and shadow variants
     digest: str
+    checklist: Checklist | None = None  # rules/readiness.yaml
 
     @property
     def active_rules(self) -> list[RuleFile]:
@@ -90,6 +98,9 @@ def load_ruleset(
     policy = load_policy(directory / "policy.yaml", policy_file)
     reasons = _load_override_reasons(directory / "override-reasons.yaml")
     rules = _load_rules(directory)
+    checklist = load_checklist(directory / CHECKLIST_FILE)
+    if checklist is not None:
+        _check_checklist(directory / CHECKLIST_FILE, checklist, rules, reasons, policy)
     compiled: dict[str, list[CompiledVariant]] = {hook: [] for hook in HOOKS}
     for source in rules.values():
         _check_references(source, rules, reasons)
@@ -98,9 +109,9 @@ def load_ruleset(
         for variant in _compile_rule(source, frozenset(valuesets), policy):
             for hook in source.rule.hooks:
                 compiled[hook].append(variant)
-    digest = _digest(rules, valueset_files, policy, reasons)
+    digest = _digest(rules, valueset_files, policy, reasons, checklist)
     return LoadedRuleSet(
-        directory, rules, valuesets, valueset_files, policy, reasons, compiled, digest
+        directory, rules, valuesets, valueset_files, policy, reasons, compiled, digest, checklist
     )
 
 
@@ -160,6 +171,29 @@ def _check_references(
             )
 
 
+def _check_checklist(
+    path: Path,
+    checklist: Checklist,
+    rules: dict[str, RuleSource],
+    reasons: dict[str, str],
+    policy: Policy,
+) -> None:
+    for index, line in enumerate(checklist.lines):
+        if line.rule not in rules:
+            raise RuleLoadError(str(path), line.rule, f"lines[{index}].rule", "unknown rule")
+    for code in checklist.override_reasons:
+        if code not in reasons:
+            raise RuleLoadError(
+                str(path), None, "override_reasons", f"unknown override reason {code}"
+            )
+    if not checklist.override_reasons:
+        raise RuleLoadError(
+            str(path), None, "override_reasons", "a checklist card must offer override reasons"
+        )
+    if WINDOW_POLICY_KEY not in policy.values:
+        raise RuleLoadError(str(path), None, "severity", f"policy has no {WINDOW_POLICY_KEY}")
+
+
 def _compile_rule(
     source: RuleSource, valuesets: frozenset[str], policy: Policy
 ) -> list[CompiledVariant]:
@@ -209,13 +243,16 @@ def _digest(
     valuesets: dict[str, ValueSetFile],
     policy: Policy,
     reasons: dict[str, str],
+    checklist: Checklist | None,
 ) -> str:
-    """sha256 over everything that decides a card: rules, value sets, effective policy."""
+    """sha256 over everything that decides a card: rules, value sets, effective policy, and
+    the checklist that groups and grades some of them."""
     material = {
         "format": RULESET_VERSION,
         "rules": {rid: src.sha256 for rid, src in sorted(rules.items())},
         "valuesets": {vid: vs.model_dump(mode="json") for vid, vs in sorted(valuesets.items())},
         "policy": dict(sorted(policy.values.items())),
         "override_reasons": dict(sorted(reasons.items())),
+        "checklist": checklist.model_dump(mode="json") if checklist else None,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()

@@ -84,6 +84,8 @@ class SuggestionSpec(_Model):
 class LinkSpec(_Model):
     label: str
     url: str = Field(pattern=r"^https?://")
+    # Shown only on cards about this drug (the SPRAVATO REMS site is no help for IV ketamine).
+    for_drug: Literal["ketamine", "esketamine"] | None = None
 
 
 class Variant(_Model):

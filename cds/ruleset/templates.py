@@ -8,6 +8,7 @@ the CDS Hooks limit of 140 characters.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,10 @@ NOT_RECORDED = "not recorded"
 # No clinical value reaches a million (mg, kg, mmHg, days): beyond it a number is an entry
 # error, shown short ("1e+16") so the card stays readable and under the summary limit.
 _IMPLAUSIBLY_LARGE = 1e6
+# Machine identifiers: they belong in the card's extension (org.kapcds.evidence), never in text
+# a clinician reads.
+ID_FIELDS = frozenset({"ref", "order_ref", "key", "vs"})
+_INTERNAL_IDS = re.compile(r"\b(KAP-(CI|DRV|FAST|INT|DOSE|QUAL|DATA)-\d{3}|VS-[A-Z0-9-]+)\b")
 
 
 class TemplateError(ValueError):
@@ -73,7 +78,14 @@ def check_variant_templates(variant: Variant, policy: Policy) -> None:
 
 
 def _check_placeholders(text: str, aliases: dict[str, str], policy: Policy, where: str) -> None:
+    internal = _INTERNAL_IDS.search(text)
+    if internal:
+        raise TemplateError(where, f"names {internal.group(0)}: say it in clinical words")
     for alias, field in PLACEHOLDER.findall(text):
+        if alias != "policy" and field in ID_FIELDS:
+            raise TemplateError(
+                where, f"{{{alias}.{field}}} is an identifier: it goes in the card's evidence"
+            )
         if alias == "policy":
             if field not in policy.values:
                 raise TemplateError(where, f"unknown policy key {field!r}")

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from cds.app import create_app
 from cds.config import Settings
+from cds.hooks.cards import fired_by_rule
 
 REQUESTS = Path(__file__).resolve().parents[2] / "fhir_examples" / "requests"
 # example -> {rule id: indicator} of the cards it must produce, and nothing more.
@@ -21,7 +22,33 @@ EXPECTED = {
     "uncontrolled-bp": {"KAP-CI-011": "critical", "KAP-FAST-001": "info"},
     "esketamine-course": {},
     "too-soon-booster": {"KAP-INT-004": "info"},
+    # A bare chart, dose in the past of the clock (near): the gaps are critical, on one card.
+    "order-sign-ketamine-iv": {
+        **dict.fromkeys(
+            ("KAP-QUAL-001", "KAP-CI-023", "KAP-QUAL-004", "KAP-QUAL-006", "KAP-INT-006"),
+            "critical",
+        ),
+        "KAP-FAST-001": "info",
+    },
+    # The same chart, dose a week after the call: the same kind of gaps, a to-do list (warning).
+    "bare-chart-week-ahead": {
+        **dict.fromkeys(
+            (
+                "KAP-QUAL-001",
+                "KAP-CI-023",
+                "KAP-CI-012",
+                "KAP-DOSE-001",
+                "KAP-QUAL-004",
+                "KAP-QUAL-006",
+                "KAP-INT-006",
+            ),
+            "warning",
+        ),
+        "KAP-FAST-001": "info",
+    },
 }
+# The readiness checklist puts the preparation gaps on one card.
+CARD_COUNT = {"order-sign-ketamine-iv": 2, "bare-chart-week-ahead": 2}
 
 
 @pytest.fixture(scope="module")
@@ -42,5 +69,7 @@ def test_example_request(client: TestClient, name: str) -> None:
     body = json.loads((REQUESTS / f"{name}.json").read_text(encoding="utf-8"))
     response = client.post(f"/cds-services/kap-{body['hook']}", json=body)
     assert response.status_code == 200, response.text
-    fired = {c["source"]["topic"]["code"]: c["indicator"] for c in response.json()["cards"]}
+    fired = fired_by_rule(response.json()["cards"])
     assert fired == EXPECTED[name]
+    if name in CARD_COUNT:
+        assert len(response.json()["cards"]) == CARD_COUNT[name]

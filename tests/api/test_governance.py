@@ -73,6 +73,10 @@ def test_repository_rule_set(settings: Settings) -> None:
             page = client.get(f"/governance/rules/{rule_id}").text
             assert f'id="{rule_id}"' in page and "Version history" in page
     assert "not run on this page" in html  # fixtures are listed, not run, in the server
+    # Checklist cards link to its section (source.url ...#readiness), which lists every line.
+    assert ruleset.checklist and f'id="{ruleset.checklist.id}"' in html
+    section = html.split(f'id="{ruleset.checklist.id}"', 1)[1].split("<h2", 1)[0]
+    assert all(line.rule in section for line in ruleset.checklist.lines)
     assert len(html) < 150_000  # an index, not every rule's section (was 577 KB)
 
 

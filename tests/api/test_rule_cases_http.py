@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from cds.app import create_app
 from cds.config import Settings
+from cds.hooks.cards import fired_by_rule, fired_variants
 from cds.ruleset.cases import LoadedCase, build_request, case_now, check_result, load_cases
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "fhir_examples"
@@ -62,11 +63,16 @@ def test_case_over_http(
     response = test_client.post(f"/cds-services/{loaded.case.service}", json=body)
     assert response.status_code == 200, response.text
     cards = response.json()["cards"]
-    fired = {c["source"]["topic"]["code"]: c["indicator"] for c in cards}
-    assert not check_result(loaded.case, fired)
+    fired = fired_by_rule(cards)
+    assert not check_result(loaded.case, fired, fired_variants(cards))
     for card in cards:
-        rule = card["extension"]["org.kapcds.rule"]
-        assert rule["id"] == card["source"]["topic"]["code"] and rule["version"]
         assert len(card["summary"]) < 140
+        # source.url: the governance page of the rule, or the checklist section, behind the card
+        code = card["source"]["topic"]["code"]
+        page = "governance#readiness" if code == "readiness" else f"governance/rules/{code}"
+        assert card["source"]["url"] == f"http://testserver/{page}"
+        if "org.kapcds.rule" in card["extension"]:
+            rule = card["extension"]["org.kapcds.rule"]
+            assert rule["id"] == card["source"]["topic"]["code"] and rule["version"]
         if card["indicator"] != "info":
             assert all(r["display"] for r in card["overrideReasons"])

@@ -6,17 +6,25 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 
 from cds.cards.actions import ActionContext
-from cds.cards.render import build_cards
+from cds.cards.render import CardContext, build_cards
 from cds.engine.durable import Match
 from cds.ruleset.loader import LoadedRuleSet, load_ruleset
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
-CTX = ActionContext(patient_id="p1", t0=datetime(2026, 11, 20, 15, tzinfo=UTC))
+T0 = datetime(2026, 11, 20, 15, tzinfo=UTC)
+CTX = CardContext(
+    actions=ActionContext(patient_id="p1", t0=T0),
+    drug="ketamine",
+    now=T0,
+    tz=ZoneInfo("UTC"),
+    near=True,
+)
 
 
 def rule(rule_id: str, variants: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -45,7 +53,7 @@ def variant(name: str, indicator: str) -> dict[str, Any]:
         "condition": {"all": [{"fact": "condition", "where": {"vs": "VS-BIPOLAR"}}]},
         "summary": f"{indicator}: {{condition.display}}",
         "detail": "Detail.",
-        "evidence": "{condition.display} `{condition.ref}`",
+        "evidence": "{condition.display}",
     }
 
 
@@ -84,16 +92,19 @@ def test_most_severe_variant_wins_and_lists_every_match(ruleset: LoadedRuleSet) 
     ]
     cards, fired = build_cards(matches, ruleset, CTX)
     assert [c.indicator.value for c in cards] == ["critical"]
-    assert cards[0].detail and "`Condition/a`" in cards[0].detail
-    assert "`Condition/b`" in cards[0].detail
+    assert cards[0].detail and "Bipolar a" in cards[0].detail and "Bipolar b" in cards[0].detail
+    assert "Condition/" not in cards[0].detail  # resource ids: machine-readable only
     assert fired[0].rule_id == "KAP-CI-101" and fired[0].version == "1.2.3"
+    assert fired[0].variant == "high"
     assert cards[0].extension == {
         "org.kapcds.rule": {
             "id": "KAP-CI-101",
             "version": "1.2.3",
             "family": "contraindication",
             "ruleset": ruleset.digest,
-        }
+            "variant": "high",
+        },
+        "org.kapcds.evidence": [{"rule": "KAP-CI-101", "refs": ["Condition/a", "Condition/b"]}],
     }
     assert cards[0].overrideReasons and cards[0].overrideReasons[0].display
 

@@ -65,22 +65,22 @@ KET = session("ketamine", ("2026-11-20T15:00:00+00:00", "2026-11-20T15:40:00+00:
 
 
 def test_ketamine_clearance_is_end_plus_24_hours(policy: Policy) -> None:
-    assert display_time(clearance(KET, policy, UTC), UTC) == "2026-11-21 15:40"
+    assert display_time(clearance(KET, policy, UTC), UTC) == "21 Nov 2026 15:40 UTC"
 
 
 def test_esketamine_clearance_with_24h_switch_is_the_later_time(policy: Policy) -> None:
     assert policy.flag("driving_24h_all_routes")
-    assert display_time(clearance(ESK, policy, UTC), UTC) == "2026-11-21 15:05"
+    assert display_time(clearance(ESK, policy, UTC), UTC) == "21 Nov 2026 15:05 UTC"
 
 
 def test_esketamine_clearance_label_only_is_next_morning(policy: Policy) -> None:
     label_only = with_values(policy, driving_24h_all_routes=False)
-    assert display_time(clearance(ESK, label_only, UTC), UTC) == "2026-11-21 06:00"
+    assert display_time(clearance(ESK, label_only, UTC), UTC) == "21 Nov 2026 06:00 UTC"
 
 
 def test_esketamine_next_morning_hour_is_policy(policy: Policy) -> None:
     later = with_values(policy, driving_24h_all_routes=False, driving_next_day_hour=8)
-    assert display_time(clearance(ESK, later, UTC), UTC) == "2026-11-21 08:00"
+    assert display_time(clearance(ESK, later, UTC), UTC) == "21 Nov 2026 08:00 UTC"
 
 
 def test_next_day_is_the_local_calendar_day(policy: Policy) -> None:
@@ -88,8 +88,8 @@ def test_next_day_is_the_local_calendar_day(policy: Policy) -> None:
     # not 11-22.
     late = session("esketamine", ("2026-11-21T03:30:00+00:00", "2026-11-21T03:30:00+00:00"))
     label_only = with_values(policy, driving_24h_all_routes=False)
-    assert display_time(clearance(late, label_only, NEW_YORK), NEW_YORK) == "2026-11-21 06:00"
-    assert display_time(clearance(late, label_only, UTC), UTC) == "2026-11-22 06:00"
+    assert display_time(clearance(late, label_only, NEW_YORK), NEW_YORK) == "21 Nov 2026 06:00 EST"
+    assert display_time(clearance(late, label_only, UTC), UTC) == "22 Nov 2026 06:00 UTC"
 
 
 def test_next_morning_across_daylight_saving_change(policy: Policy) -> None:
@@ -169,7 +169,10 @@ def evaluate(
     result = evaluator.evaluate(
         service_id=loaded.service, context=dict(request.context), data=data, now=now
     )
-    summaries = {c.source.topic.code: c.summary for c in result.cards if c.source.topic}
+    # Summary and detail: what the clinician reads.
+    summaries = {
+        c.source.topic.code: f"{c.summary}\n{c.detail}" for c in result.cards if c.source.topic
+    }
     facts = evaluator.facts_for(loaded.service, dict(request.context), data, now)
     return summaries, facts
 
@@ -187,8 +190,8 @@ def utc() -> tuple[RuleEvaluator, Settings]:
 def test_clearance_in_driving_card_summary(utc: tuple[RuleEvaluator, Settings]) -> None:
     ket, _ = evaluate(*utc, **discharge("dosing-day-ketamine"))
     esk, _ = evaluate(*utc, **discharge("dosing-day-esketamine"))
-    assert "until 2026-11-21 15:40" in ket["KAP-DRV-001"]
-    assert "until 2026-11-21 15:05" in esk["KAP-DRV-001"]
+    assert "until 21 Nov 2026 15:40 UTC" in ket["KAP-DRV-001"]
+    assert "until 21 Nov 2026 15:05 UTC" in esk["KAP-DRV-001"]
 
 
 def test_label_only_policy_gives_next_morning_on_the_card(tmp_path: Path) -> None:
@@ -198,7 +201,7 @@ def test_label_only_policy_gives_next_morning_on_the_card(tmp_path: Path) -> Non
     summaries, _ = evaluate(
         build_evaluator(settings), settings, **discharge("dosing-day-esketamine")
     )
-    assert "until 2026-11-21 06:00" in summaries["KAP-DRV-001"]
+    assert "until 21 Nov 2026 06:00 UTC" in summaries["KAP-DRV-001"]
 
 
 def test_facility_time_zone_on_the_card() -> None:
@@ -207,10 +210,10 @@ def test_facility_time_zone_on_the_card() -> None:
         build_evaluator(settings), settings, **discharge("dosing-day-esketamine")
     )
     # Last device 15:05 UTC = 10:05 EST; + 24 h is later than 06:00 the next local morning.
-    assert "until 2026-11-21 10:05" in summaries["KAP-DRV-001"]
+    assert "until 21 Nov 2026 10:05 EST" in summaries["KAP-DRV-001"]
     session_fact = next(f for f in facts if f["t"] == "dosing_session")
-    assert session_fact["start_display"] == "2026-11-20 10:00"
-    assert session_fact["observe_until_display"] == "2026-11-20 12:00"
+    assert session_fact["start_display"] == "20 Nov 2026 10:00 EST"
+    assert session_fact["observe_until_display"] == "20 Nov 2026 12:00 EST"
 
 
 def test_dosing_session_fact_on_the_base_patients(utc: tuple[RuleEvaluator, Settings]) -> None:
@@ -239,9 +242,11 @@ def test_fasting_stop_times_on_the_booking_card(utc: tuple[RuleEvaluator, Settin
         *utc, service="kap-appointment-book", order=None, appointment=appointment
     )
     intake = next(f for f in facts if f["t"] == "intake")
-    assert intake["food_stop_display"] == "2026-11-27 05:30"
-    assert intake["liquid_stop_display"] == "2026-11-27 09:00"
-    assert "no food after 2026-11-27 05:30" in summaries["KAP-FAST-001"]
+    assert intake["food_stop_display"] == "27 Nov 2026 05:30 UTC"
+    assert intake["liquid_stop_display"] == "27 Nov 2026 09:00 UTC"
+    # A week ahead the clock times are still ahead: shown beside the relative instruction.
+    assert "nothing to eat for 4 h and nothing to drink for 30 min" in summaries["KAP-FAST-001"]
+    assert "no food after 27 Nov 2026 05:30 UTC" in summaries["KAP-FAST-001"]
 
 
 def test_clear_liquid_rule_when_the_site_adopts_it(tmp_path: Path) -> None:
@@ -268,7 +273,9 @@ def test_clear_liquid_rule_when_the_site_adopts_it(tmp_path: Path) -> None:
     )
     assert "Last liquid 1.98 h" in summaries["KAP-FAST-002"]
     summaries, _ = evaluate(evaluator, settings)  # first ketamine order of a course
-    assert "no clear liquids after 2026-11-20 13:00" in summaries["KAP-FAST-001"]
+    # Signed at the planned dose time: the stop times have passed, so none is shown.
+    assert "no clear liquids for 2 h before the dose" in summaries["KAP-FAST-001"]
+    assert " after 20 Nov 2026" not in summaries["KAP-FAST-001"]
 
 
 def test_monitoring_reads_the_session_day_only(utc: tuple[RuleEvaluator, Settings]) -> None:

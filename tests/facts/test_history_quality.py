@@ -381,4 +381,4 @@ def test_newest_liver_test(ruleset: LoadedRuleSet) -> None:
 
 def test_expired_consent_names_its_last_day(ruleset: LoadedRuleSet) -> None:
     fact = consent_fact(ruleset, [consent(end="2026-11-19")])
-    assert fact is not None and fact["expired_display"] == "2026-11-19"
+    assert fact is not None and fact["expired_display"] == "19 Nov 2026"

@@ -78,7 +78,9 @@ def test_bundle_facts_conform_and_cards_are_valid(
     assert evaluation.kap
     for card in evaluation.cards:
         assert len(card.summary) < 140
-        assert card.extension and card.extension["org.kapcds.rule"]["ruleset"]
+        assert card.extension
+        entries = card.extension.get("org.kapcds.rules") or [card.extension["org.kapcds.rule"]]
+        assert all(entry["ruleset"] for entry in entries)
 
 
 def test_third_party_bundles_are_present() -> None:

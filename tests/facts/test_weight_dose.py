@@ -165,7 +165,7 @@ def test_newest_usable_weight_wins(ruleset: LoadedRuleSet) -> None:
     assert fact["kg"] == 70.0
     assert fact["ref"] == "Observation/new"
     assert fact["days_ago"] == 3
-    assert fact["date_display"] == "2026-11-17"
+    assert fact["date_display"] == "17 Nov 2026"
     assert fact["change_pct"] == pytest.approx(12.5)  # |70 - 80| / 80, 16 days apart
 
 

@@ -109,7 +109,7 @@ def bp_rule(
                 },
                 "summary": summary,
                 "detail": "Repeat the **BP** after rest. <script>alert(1)</script>",
-                "evidence": "Observation: BP {bp.sbp}/{bp.dbp} — `{bp.ref}`",
+                "evidence": "Observation: BP {bp.sbp}/{bp.dbp}",
                 "suggestions": [
                     {"label": "Order a blood pressure check", "action": "order-bp-check"}
                 ],

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from shared_data import third_party_bundles_or_empty
 
 from cds.config import Settings
-from cds.hooks.cards import CardsResponse
+from cds.hooks.cards import CardsResponse, fired_by_rule
 
 Json = dict[str, Any]
 
@@ -77,17 +77,33 @@ def card_problems(card: Any, where: str = "card") -> list[str]:
     if not isinstance(source, dict) or source.get("label") != "KAP Safety Rules":
         problems.append(f"{where}.source.label must be 'KAP Safety Rules', got {source!r:.160}")
     elif not isinstance(source.get("topic"), dict) or not source["topic"].get("code"):
-        problems.append(f"{where}.source.topic must name the rule id")
+        problems.append(f"{where}.source.topic must name the rule id or checklist")
     if card.get("indicator") in ("warning", "critical"):
         reasons = card.get("overrideReasons")
         if not reasons or not all(isinstance(r, dict) and r.get("display") for r in reasons):
             problems.append(f"{where} ({card.get('indicator')}) needs overrideReasons with display")
     if card.get("suggestions") and not card.get("selectionBehavior"):
         problems.append(f"{where} has suggestions but no selectionBehavior")
-    rule = (card.get("extension") or {}).get("org.kapcds.rule") or {}
-    if not all(rule.get(k) for k in ("id", "version", "family", "ruleset")):
-        problems.append(f"{where}.extension['org.kapcds.rule'] incomplete: {rule!r:.160}")
+    problems += _rule_extension_problems(card, where)
     return problems
+
+
+def _rule_extension_problems(card: dict[str, Any], where: str) -> list[str]:
+    """A single-rule card names its rule; a consolidated card lists each rule (DESIGN.md)."""
+    extension = card.get("extension") or {}
+    entries = extension.get("org.kapcds.rules")
+    if entries is None:
+        rule = extension.get("org.kapcds.rule") or {}
+        if not all(rule.get(k) for k in ("id", "version", "family", "ruleset")):
+            return [f"{where}.extension['org.kapcds.rule'] incomplete: {rule!r:.160}"]
+        return []
+    keys = ("id", "version", "family", "variant", "indicator", "ruleset")
+    if not entries or not all(all(e.get(k) for k in keys) for e in entries):
+        return [f"{where}.extension['org.kapcds.rules'] incomplete: {entries!r:.160}"]
+    highest = max(entries, key=lambda e: ["info", "warning", "critical"].index(e["indicator"]))
+    if highest["indicator"] != card.get("indicator"):
+        return [f"{where}.indicator is not the highest of its rules' indicators"]
+    return []
 
 
 def cards_problems(body: Any) -> list[str]:
@@ -137,13 +153,7 @@ def response_problems(
 
 def fired_rules(body: Json) -> dict[str, str]:
     """rule id -> indicator of each card (the strongest when a rule gives several cards)."""
-    rank = {"info": 0, "warning": 1, "critical": 2}
-    fired: dict[str, str] = {}
-    for card in body.get("cards", []):
-        rule_id = card["source"]["topic"]["code"]
-        if rank[card["indicator"]] >= rank[fired.get(rule_id, "info")]:
-            fired[rule_id] = card["indicator"]
-    return fired
+    return fired_by_rule(body.get("cards", []))
 
 
 # --- a loopback FHIR server ------------------------------------------------------------------

@@ -102,7 +102,9 @@ def post(client: TestClient, request: dict[str, Any]) -> tuple[int, dict[str, An
 
 
 def data_card_detail(body: dict[str, Any]) -> str:
-    cards = [c for c in body["cards"] if c["source"]["topic"]["code"] == DATA_RULE]
+    """The text of the card that names the data gap: its own, or the readiness checklist that
+    lists it among the preparation gaps."""
+    cards = [c for c in body["cards"] if DATA_RULE in fired_rules({"cards": [c]})]
     assert cards, f"no {DATA_RULE} card; fired: {sorted(fired_rules(body))}"
     return " ".join(str(c.get("detail", "")) + c["summary"] for c in cards)
 

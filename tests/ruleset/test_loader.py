@@ -177,7 +177,8 @@ def test_version_must_be_bumped_when_content_changes(ruleset_dir: Path) -> None:
     write_rule(ruleset_dir, changed)
     problems = version_problems(load_ruleset(ruleset_dir), catalog)
     assert len(problems) == 1 and "patch change" in problems[0]
-    changed["version"] = "1.0.1"
+    major, minor, patch = (int(n) for n in GOOD_RULE["version"].split("."))
+    changed["version"] = f"{major}.{minor}.{patch + 1}"
     write_rule(ruleset_dir, changed)
     assert version_problems(load_ruleset(ruleset_dir), catalog) == []
     changed["variants"][0]["indicator"] = "warning"
@@ -189,3 +190,19 @@ def test_version_must_be_bumped_when_content_changes(ruleset_dir: Path) -> None:
 def test_shipped_catalog_is_current() -> None:
     loaded = load_ruleset(RULES)
     assert read_catalog(RULES) == build_catalog(loaded), "run `make catalog`"
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "reason"),
+    [
+        ("evidence", "Allergy: {allergy.display} — `{allergy.ref}`", "is an identifier"),
+        ("detail", "See the allergy rule KAP-CI-002 for more.", "names KAP-CI-002"),
+        ("summary", "Allergy in VS-KETAMINE on record.", "names VS-KETAMINE"),
+    ],
+)
+def test_card_text_never_shows_identifiers(
+    ruleset_dir: Path, field: str, text: str, reason: str
+) -> None:
+    write_rule(ruleset_dir, variant_with(**{field: text}))
+    with pytest.raises(RuleLoadError, match=reason):
+        load_ruleset(ruleset_dir)

@@ -22,6 +22,7 @@ from cds.api.deps import (
 from cds.api.metrics import Metrics
 from cds.api.work import Slot
 from cds.audit.archive import ArchivedInputs
+from cds.cards.links import with_source_urls
 from cds.facts.triage import Triage
 from cds.fhir.gather import gather
 from cds.hooks.cards import CardsResponse
@@ -103,7 +104,8 @@ async def call_service(
             data=data,
             now=now,
         )
-        body = await slot.run(_cards_body, evaluation)
+        base_url = settings.public_base_url or str(request.base_url)
+        body = await slot.run(_cards_body, evaluation, base_url)
         latency_ms = (perf_counter() - started) * 1000
         # In the pool too: the record is synced to disk (or written to the database) before we
         # answer, and sealing the archived inputs is blocking work. Raises AuditUnavailable (503)
@@ -153,8 +155,9 @@ def _count_fallbacks(
             metrics.fhir_fallback(key.name, data.outcomes[key.name].value)
 
 
-def _cards_body(evaluation: Evaluation) -> bytes:
-    return orjson.dumps(CardsResponse(cards=evaluation.cards).to_json())
+def _cards_body(evaluation: Evaluation, base_url: str) -> bytes:
+    cards = with_source_urls(evaluation.cards, base_url)
+    return orjson.dumps(CardsResponse(cards=cards).to_json())
 
 
 def _user_id(call: ParsedCall) -> str | None:
