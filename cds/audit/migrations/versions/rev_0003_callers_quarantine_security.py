@@ -1,7 +1,7 @@
 """Who asked (caller columns), quarantined records, and the shared security state.
 
 Revision ID: 0003
-Revises: 0004
+Revises: 0002
 Create Date: 2026-12-07
 
 - ``caller_iss/sub/jti/kid/tenant`` on evaluations and feedback, ``user_id`` on evaluations: the
@@ -21,8 +21,8 @@ from alembic import op
 from cds.audit.schema import UTCDateTime
 
 revision = "0003"
-# "0001" on branch h14a; after main's 0004 at the merge, so the chain has one head.
-down_revision = "0004"
+# The revisions were written side by side; applied in the order 0001, 0004, 0002, 0003 (one head).
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
