@@ -39,10 +39,7 @@ async def governance(
     request: Request, runtime: RuntimeDep, since: str | None = None
 ) -> HTMLResponse:
     """The rule catalog with each rule's fired/accepted/overridden figures (``?since=`` ISO)."""
-    try:
-        start = parse_instant(since, "since")
-    except UsageError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
+    start = _since(since)
     cache = _cache(request)
     ruleset = _ruleset(request, runtime.evaluator, runtime.settings)
     behaviour = await _behaviour(cache, runtime.audit, start, ruleset)
@@ -62,10 +59,7 @@ async def governance_rule(
     rule_id: str, request: Request, runtime: RuntimeDep, since: str | None = None
 ) -> HTMLResponse:
     """One rule: header, evidence, fixtures, version history and its figures."""
-    try:
-        start = parse_instant(since, "since")
-    except UsageError as exc:
-        raise HTTPException(status_code=400, detail=str(exc)) from None
+    start = _since(since)
     cache = _cache(request)
     ruleset = _ruleset(request, runtime.evaluator, runtime.settings)
     if rule_id not in ruleset.rules:
@@ -73,6 +67,13 @@ async def governance_rule(
     behaviour = await _behaviour(cache, runtime.audit, start, ruleset)
     html = rule_page_html(ruleset, rule_id, cache.catalog_html(ruleset), behaviour)
     return HTMLResponse(html or "", headers=HEADERS)
+
+
+def _since(since: str | None) -> datetime | None:
+    try:
+        return parse_instant(since, "since")
+    except UsageError as exc:
+        raise HTTPException(status_code=400, detail=str(exc)) from None
 
 
 def _cache(request: Request) -> GovernanceCache:
