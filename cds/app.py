@@ -109,6 +109,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = runtime.settings
     quiet_httpx_logging()  # the open-mode warning comes from cds.security.web.install
     async with AsyncExitStack() as stack:
+        runtime.work.open()
         stack.callback(runtime.work.close)
         security_engine = getattr(app.state, "security_engine", None)
         if security_engine is not None:  # the replay guard's and rate limit's connections

@@ -65,7 +65,9 @@ class Slot:
 
 class WorkPool:
     def __init__(self, *, threads: int, max_in_flight: int, retry_after_seconds: int) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kap-eval")
+        self._threads = threads
+        self._closed = False
+        self.executor = self._new_executor()
         self.max_in_flight = max_in_flight
         self.retry_after_seconds = retry_after_seconds
         self._in_flight = 0
@@ -95,6 +97,17 @@ class WorkPool:
         with self._lock:
             self._in_flight -= 1
 
+    def _new_executor(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="kap-eval")
+
+    def open(self) -> None:
+        """At app start-up: a pool closed by an earlier lifespan of the same app (test clients
+        start and stop an app several times) gets fresh threads."""
+        if self._closed:
+            self.executor = self._new_executor()
+            self._closed = False
+
     def close(self) -> None:
         # Running steps finish on their own; nobody waits for their results any more.
+        self._closed = True
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -162,7 +162,11 @@ class Replica:
     def start(self) -> None:
         args = [sys.executable, "-m", "cds", "serve", "--host", "127.0.0.1"]
         args += ["--port", str(self.port), "--workers", str(self.workers)]
-        env = {**self.env, "KAP_CDS_SPOOL_DIR": str(self.spool_dir)}
+        env = {
+            **self.env,
+            "KAP_CDS_SPOOL_DIR": str(self.spool_dir),
+            "KAP_CDS_STATE_DIR": str(self.spool_dir.parent),  # the spool is created inside it
+        }
         # A file, not a pipe: a replica logging through an outage must never block on a full pipe.
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
