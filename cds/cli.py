@@ -23,15 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from cds import __version__
-from cds.config import REPO_ROOT, Settings
+from cds.config import EXAMPLES_DIR, REPO_ROOT, Settings
 from cds.console import progress
 from cds.console.errors import EXIT_FAILED, CliError, run_guarded
 from cds.console.helptext import HelpFormatter, setting_help, settings_epilog
 from cds.console.inputs import parse_time, read_json, read_resource
-from cds.examples import REPO_EXAMPLES, examples_dir
+from cds.examples import examples_dir
 from cds.startup import load_settings
 
-EXAMPLES_DIR = REPO_EXAMPLES
 RULE_SETTINGS = ["rules_dir", "policy_file", "facility_timezone", "state_dir"]
 # What each hook needs beside the patient's data, and the option that gives it.
 HOOK_CONTEXT = {

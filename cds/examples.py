@@ -7,10 +7,7 @@ from pathlib import Path
 
 from cds.config import EXAMPLES_DIR, Settings
 
-# The shipped examples: the checkout's fhir_examples/, or the copy installed with the package.
-REPO_EXAMPLES = EXAMPLES_DIR
-
 
 def examples_dir(settings: Settings) -> Path:
     beside = settings.rules_dir.resolve().parent / "fhir_examples"
-    return beside if (beside / "cases").is_dir() else REPO_EXAMPLES
+    return beside if (beside / "cases").is_dir() else EXAMPLES_DIR
