@@ -50,6 +50,9 @@ READ_TYPES = (
     "Encounter",
 )
 
+# Fact types built before validation when no rule of the hook negates them (see _match).
+DEFERRABLE_FACTS = frozenset({"condition"})
+
 # Value sets the fact builders name in code (rule files name theirs; the loader checks those).
 REQUIRED_VALUESETS = (
     "VS-KETAMINE",
@@ -153,16 +156,12 @@ class RuleEvaluator:
         plan = find_plan(ctx, self.drugs, now)
         if plan is None:
             return Evaluation([], [], now, False, self.ruleset.digest)
-        ctx = self._context(hook, context, data, plan.t0, plan, now, ctx.prefetch)
-        ctx.invalid.extend(removed)
-        facts = build_facts(ctx)
+        ctx, matches = self._match(hook, context, data, plan, now, ctx.data_index, removed)
         if ctx.invalid and _repair_shapes(data, ctx.invalid):
             # Some resources the rules read were only misshapen (one object where R4 has a
-            # list): repaired in place, so evaluate again. Costs nothing for well-formed data.
-            ctx = self._context(hook, context, data, plan.t0, plan, now)
-            ctx.invalid.extend(removed)
-            facts = build_facts(ctx)
-        matches = self.engine.run(_engine_name(hook), facts)
+            # list): repaired in place, so evaluate again (a new index: validity has changed).
+            # Costs nothing for well-formed data.
+            ctx, matches = self._match(hook, context, data, plan, now, self._index(data), removed)
         action_ctx = ActionContext(
             patient_id=ctx.patient_id,
             t0=plan.t0,
@@ -180,6 +179,37 @@ class RuleEvaluator:
         cards, fired = build_cards(live, self.ruleset, card_ctx)
         shadow = self._would_fire(matches, len(live), card_ctx)
         return Evaluation(cards, fired, plan.t0, True, self.ruleset.digest, shadow)
+
+    def _match(
+        self,
+        hook: str,
+        context: dict[str, Any],
+        data: PatientData,
+        plan: Plan,
+        now: datetime,
+        prefetch: PrefetchIndex,
+        removed: list[tuple[str, str]],
+    ) -> tuple[FactContext, list[Match]]:
+        """Build the facts and run the rules. Facts of a type no rule of the hook negates are
+        built before their resource is validated (``FactContext.valid_once_matched``); the
+        resources behind the facts a rule matched are validated after the run, and if one is
+        not valid FHIR R4 the evaluation runs again without it (and names it on the data card).
+        Such a fact can only make a rule fire, so the rules fire exactly as if every resource
+        had been validated first, and invalid data that no rule reads costs nothing."""
+        engine_name = _engine_name(hook)
+        deferrable = DEFERRABLE_FACTS - self.engine.negated_types(engine_name)
+        while True:
+            ctx = self._context(hook, context, data, plan.t0, plan, now, prefetch)
+            ctx.invalid.extend(removed)
+            ctx.deferrable = deferrable
+            matches = self.engine.run(engine_name, build_facts(ctx))
+            matched = {f["ref"] for m in matches for f in m.facts.values() if "ref" in f}
+            for resource_ref in sorted(matched & ctx.pending.keys()):
+                ctx.confirm(resource_ref)
+            if not ctx.rejected_late:
+                return ctx, matches
+            # Again: the shared index now knows these resources are invalid. Each round
+            # validates at least one more resource, so this ends.
 
     def _would_fire(
         self, matches: list[Match], live_count: int, card_ctx: CardContext
@@ -213,6 +243,9 @@ class RuleEvaluator:
             return []
         return build_facts(self._context(hook, context, data, plan.t0, plan, now, first.prefetch))
 
+    def _index(self, data: PatientData) -> PrefetchIndex:
+        return PrefetchIndex(data, self.tz, self.ruleset.valuesets, self.index)
+
     def _context(
         self,
         hook: str,
@@ -234,7 +267,7 @@ class RuleEvaluator:
             plan=plan,
             index=self.index,
             # One pass over the data per request, shared by the plan and the fact builders.
-            prefetch=prefetch or PrefetchIndex(data, self.tz, self.ruleset.valuesets, self.index),
+            prefetch=prefetch or self._index(data),
             now=now,
             planned_time=plan.timed if plan else False,
         )

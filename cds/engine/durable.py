@@ -118,6 +118,10 @@ class DurableEngine:
 
         return collect
 
+    def negated_types(self, ruleset: str) -> frozenset[str]:
+        """Fact types some rule of ``ruleset`` negates ("none:")."""
+        return self._negated_first.get(ruleset, frozenset())
+
     def run(self, ruleset: str, facts: Iterable[Mapping[str, Any]]) -> list[Match]:
         if ruleset not in self._names:
             return []  # no active rule listens to this hook

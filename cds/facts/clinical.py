@@ -79,7 +79,7 @@ def _build_conditions(ctx: FactContext) -> list[Fact]:
         if verification in _UNUSABLE_VERIFICATION:
             continue
         matched = list(ctx.matching_valuesets(condition.get("code"), candidates=candidates))
-        if matched and ctx.valid(condition):
+        if matched and ctx.valid_once_matched(condition, "condition"):
             facts += [
                 _condition_fact(condition, vs_id, verification, ctx, first_kap) for vs_id in matched
             ]

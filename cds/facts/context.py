@@ -64,6 +64,13 @@ class FactContext:
     planned_time: bool = True  # T0 is a planned dose time, not the arrival time
     # Resources the rules needed but that were not valid FHIR R4: reported on a data card.
     invalid: list[tuple[str, str]] = field(default_factory=list)
+    # Fact types no rule of this hook negates ("none:"): a fact of such a type can only make a
+    # rule fire, never stop one, so its resource is validated once a rule has matched it.
+    deferrable: frozenset[str] = frozenset()
+    # Resources behind facts built before validation (``valid_once_matched``), by reference.
+    pending: dict[str, Resource] = field(default_factory=dict)
+    # A pending resource turned out invalid: its facts are in this evaluation's facts.
+    rejected_late: bool = False
     _reported: set[int] = field(default_factory=set)
     _memo: dict[str, Any] = field(default_factory=dict)
 
@@ -92,6 +99,24 @@ class FactContext:
             self._reported.add(id(resource))
             self.invalid.append((ref(resource), problem))
         return problem is None
+
+    def valid_once_matched(self, resource: Resource, fact_type: str) -> bool:
+        """``valid``, or for a deferrable fact type not yet: the resource is kept in
+        ``pending`` and validated only if a rule matches a fact built from it (the evaluator
+        then evaluates again without it if it is not valid). A large chart repeats the same
+        diagnoses hundreds of times; most never match a rule and cost no validation."""
+        if fact_type not in self.deferrable or self.data_index.validated(resource):
+            return self.valid(resource)
+        self.pending[ref(resource)] = resource
+        return True
+
+    def confirm(self, resource_ref: str) -> bool:
+        """Validate a pending resource now (a rule matched one of its facts): whether valid."""
+        resource = self.pending.pop(resource_ref, None)
+        if resource is None or self.valid(resource):
+            return True
+        self.rejected_late = True
+        return False
 
     def first_valid(self, items: Iterable[T], resource_of: Callable[[T], Resource]) -> Iterator[T]:
         """The items whose resource is valid, validated lazily in the caller's order: a caller

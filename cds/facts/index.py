@@ -165,6 +165,10 @@ class PrefetchIndex:
 
     # ---- validation -------------------------------------------------------------------------
 
+    def validated(self, resource: Resource) -> bool:
+        """Whether this request has validated the resource already."""
+        return id(resource) in self._problems
+
     def problem(self, resource: Resource) -> str | None:
         """Why a resource is not valid FHIR R4 (fhir.resources R4B), or None: validated once
         per resource and request, and only when a builder is about to read it."""

@@ -61,6 +61,8 @@ def _newest_active_onsets(ctx: FactContext) -> dict[str, float | None]:
         vs_id, days = fact["vs"], fact.get("onset_days_ago")
         if not fact.get("active") or (vs_id in newest and newest[vs_id] is None):
             continue
+        if not ctx.confirm(fact["ref"]):  # this fact decides without a rule matching it
+            continue
         if days is None:
             newest[vs_id] = None
         else:

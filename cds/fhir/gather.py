@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +32,6 @@ from cds.security.fhir_server import may_contact
 logger = logging.getLogger(__name__)
 
 Json = dict[str, Any]
-# Runs a CPU-heavy step somewhere else (the web layer's thread pool) and awaits its result.
-Offload = Callable[[Callable[[], PatientData]], Awaitable[PatientData]]
 
 
 @dataclass
@@ -54,29 +52,61 @@ async def gather(
     service: ServiceDescriptor | None = None,
     context: Json | None = None,
     client: httpx.AsyncClient | None = None,
-    offload: Offload | None = None,
 ) -> PatientData:
     """Gather the data of one request. ``context`` defaults to ``request.context`` (pass the
-    normalized one); ``client`` is the shared HTTP client, or a fresh one is opened;
-    ``offload`` runs the indexing of the data (CPU-bound, seconds for a huge prefetch)."""
+    normalized one); ``client`` is the shared HTTP client, or a fresh one is opened."""
     service = service or service_for_hook(request.hook)
     context = request.context if context is None else context
+    results = from_prefetch(request, service)
+    absent = absent_keys(service, results)
+    results |= await _fetch_absent(absent, request, context, settings, client)
+    return assemble(request, service, context, results)
+
+
+def from_prefetch(request: CdsRequest, service: ServiceDescriptor) -> dict[str, KeyResult]:
+    """What the prefetch says for each of the service's keys it carries (no I/O)."""
     prefetch = request.prefetch or {}
-    results = {
+    return {
         k.name: _from_prefetch(prefetch[k.name]) for k in service.prefetch if k.name in prefetch
     }
-    absent = [k for k in service.prefetch if k.name not in results]
-    results |= await _fetch_absent(absent, request, context, settings, client)
+
+
+def absent_keys(service: ServiceDescriptor, results: dict[str, KeyResult]) -> list[PrefetchKey]:
+    return [k for k in service.prefetch if k.name not in results]
+
+
+def without_reads(
+    keys: list[PrefetchKey], request: CdsRequest, settings: Settings
+) -> dict[str, KeyResult] | None:
+    """The outcome of absent keys when no FHIR read is needed to know it (no key absent, no
+    server to ask, or one we may not contact); None when they must be read."""
+    if not keys or request.fhirServer is None or not may_contact(request.fhirServer, settings):
+        return _unreadable(keys, request)
+    return None
+
+
+async def fetch_absent(
+    keys: list[PrefetchKey],
+    request: CdsRequest,
+    context: Json,
+    settings: Settings,
+    client: httpx.AsyncClient | None,
+) -> dict[str, KeyResult]:
+    """Read the absent keys from the EHR's FHIR server (the fallback, CDS Hooks 2.0)."""
+    return await _fetch_absent(keys, request, context, settings, client)
+
+
+def assemble(
+    request: CdsRequest, service: ServiceDescriptor, context: Json, results: dict[str, KeyResult]
+) -> PatientData:
+    """Every key accounted for -> the request's data (412 when a required key is not had).
+    CPU-bound for a large prefetch: the web layer runs it off the event loop."""
     _require(service, results)
-
-    def assemble() -> PatientData:
-        return PatientData(
-            resources=_index(context, prefetch, service, results).as_dict(),
-            outcomes={k.name: results[k.name].outcome for k in service.prefetch},
-            reasons={name: result.plain for name, result in results.items() if result.plain},
-        )
-
-    return await offload(assemble) if offload is not None else assemble()
+    return PatientData(
+        resources=_index(context, request.prefetch or {}, service, results).as_dict(),
+        outcomes={k.name: results[k.name].outcome for k in service.prefetch},
+        reasons={name: result.plain for name, result in results.items() if result.plain},
+    )
 
 
 def gather_sync(
@@ -136,26 +166,9 @@ async def _fetch_absent(
     settings: Settings,
     client: httpx.AsyncClient | None,
 ) -> dict[str, KeyResult]:
-    if not keys:
-        return {}
-    server = request.fhirServer
-    if server is None:
-        return _all(
-            keys,
-            KeyOutcome.missing,
-            "not in prefetch and no fhirServer to read it from",
-            "not sent by the EHR, and the EHR named no FHIR server to read them from",
-        )
-    if not may_contact(server, settings):
-        # The prefetch is still evaluated; only the reads (which carry the token) are skipped.
-        logger.warning("fhirServer is not https: %d prefetch keys not fetched", len(keys))
-        return _all(
-            keys,
-            KeyOutcome.failed,
-            "fhirServer is not https, so it was not read",
-            "not sent by the EHR, and its FHIR server was not contacted because its address "
-            "is not secure (http, not https)",
-        )
+    known, server = without_reads(keys, request, settings), request.fhirServer
+    if known is not None or server is None:
+        return known or {}
     if client is not None:
         return await _fetch_keys(
             keys, FhirReader(client, server, request.access_token, settings), context, settings
@@ -163,6 +176,27 @@ async def _fetch_absent(
     async with new_client(settings) as own_client:
         reader = FhirReader(own_client, server, request.access_token, settings)
         return await _fetch_keys(keys, reader, context, settings)
+
+
+def _unreadable(keys: list[PrefetchKey], request: CdsRequest) -> dict[str, KeyResult]:
+    if not keys:
+        return {}
+    if request.fhirServer is None:
+        return _all(
+            keys,
+            KeyOutcome.missing,
+            "not in prefetch and no fhirServer to read it from",
+            "not sent by the EHR, and the EHR named no FHIR server to read them from",
+        )
+    # The prefetch is still evaluated; only the reads (which carry the token) are skipped.
+    logger.warning("fhirServer is not https: %d prefetch keys not fetched", len(keys))
+    return _all(
+        keys,
+        KeyOutcome.failed,
+        "fhirServer is not https, so it was not read",
+        "not sent by the EHR, and its FHIR server was not contacted because its address "
+        "is not secure (http, not https)",
+    )
 
 
 def _all(

@@ -49,14 +49,18 @@ def blocking() -> Iterator[BlockingEvaluator]:
     evaluator.release.set()  # never leave a pool thread waiting
 
 
-def _client(tmp_path: Path, evaluator: FakeEvaluator, **values: Any) -> TestClient:
+def _client(
+    tmp_path: Path, evaluator: FakeEvaluator, audit: FakeAudit | None = None, **values: Any
+) -> TestClient:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
         spool_dir=tmp_path / "spool",
         **values,
     )
-    app = create_app(settings, evaluator=evaluator, audit=FakeAudit(), clock=lambda: FIXED_NOW)
+    app = create_app(
+        settings, evaluator=evaluator, audit=audit or FakeAudit(), clock=lambda: FIXED_NOW
+    )
     return TestClient(app)
 
 
@@ -77,7 +81,9 @@ def test_healthz_answers_while_an_evaluation_is_running(
 def test_a_call_past_the_deadline_gets_a_503_while_its_evaluation_still_runs(
     tmp_path: Path, blocking: BlockingEvaluator, order_sign_request: dict[str, Any]
 ) -> None:
-    with _client(tmp_path, blocking, request_timeout_seconds=0.2, retry_after_seconds=7) as client:
+    audit = FakeAudit()
+    values = {"request_timeout_seconds": 0.2, "retry_after_seconds": 7}
+    with _client(tmp_path, blocking, audit, **values) as client:
         response = client.post(URL, json=order_sign_request)
         assert not blocking.finished.is_set()  # answered before the evaluation ended
         assert response.status_code == 503
@@ -87,6 +93,10 @@ def test_a_call_past_the_deadline_gets_a_503_while_its_evaluation_still_runs(
         assert issue["details"]["coding"][0]["code"] == "CDS-1503"
         assert "longer than 0.2 s" in issue["details"]["text"]
         blocking.release.set()
+        assert blocking.finished.wait(timeout=30)
+        # The evaluation ran on, but its decision was never answered: none is recorded.
+        client.get("/healthz")  # the pool thread has returned by the next call
+        assert audit.evaluations == []
 
 
 def test_calls_beyond_the_limit_get_a_503_at_once_and_timed_out_work_keeps_its_slot(

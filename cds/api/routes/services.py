@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
+from datetime import datetime
 from time import perf_counter
 from typing import Any
 
@@ -20,15 +23,23 @@ from cds.api.deps import (
     WorkDep,
 )
 from cds.api.metrics import Metrics
-from cds.api.work import Slot
+from cds.api.work import Abandoned, paused_gc
 from cds.audit.archive import ArchivedInputs
 from cds.cards.links import with_source_urls
+from cds.config import Settings
 from cds.facts.triage import Triage
-from cds.fhir.gather import gather
+from cds.fhir.gather import (
+    KeyResult,
+    absent_keys,
+    assemble,
+    fetch_absent,
+    from_prefetch,
+    without_reads,
+)
 from cds.hooks.cards import CardsResponse
 from cds.hooks.models import ParsedCall, parse_call
-from cds.hooks.registry import ServiceDescriptor, service
-from cds.pipeline_types import Evaluation, PatientData
+from cds.hooks.registry import PrefetchKey, ServiceDescriptor, service
+from cds.pipeline_types import AuditCaller, AuditSink, Evaluation, PatientData
 from cds.security.auth import authenticated_client
 
 router = APIRouter(tags=["services"])
@@ -83,65 +94,133 @@ async def call_service(
     """Evaluate the KAP rules for one hook call."""
     started, now = perf_counter(), clock()
     descriptor = service(service_id)
+    outcome: Reads | Decided | None
     with metrics.track(descriptor.id) as observation, work.admit() as slot:
-        call = await _parse(slot, await request.body(), descriptor.hook)
-        if is_not_kap(evaluator, descriptor.hook, call.context):
+        decision = Decision(
+            descriptor,
+            evaluator,
+            audit,
+            settings,
+            now,
+            started,
+            base_url=settings.public_base_url or str(request.base_url),
+            caller=authenticated_client(request),
+            abandoned=slot.abandoned,
+        )
+        body = await request.body()
+        if len(body) <= INLINE_PARSE_BYTES:
+            # Most calls are small orders that are not KAP: parsing them here costs less than
+            # the hop to a thread. Everything else runs in the pool, off the event loop.
+            call = parse_call(body, descriptor.hook)
+            if is_not_kap(evaluator, descriptor.hook, call.context):
+                observation.outcome = "not_kap"
+                return json_response(NO_CARDS)
+            outcome = await slot.run(decision.of_call, call)
+        else:
+            outcome = await slot.run(decision.of_body, body)
+        if isinstance(outcome, Reads):  # keys the prefetch lacks: read from the EHR (async)
+            fetched = await fetch_absent(
+                outcome.absent, outcome.call.request, outcome.call.context, settings, http_client
+            )
+            outcome = await slot.run(decision.of_data, outcome.call, outcome.results | fetched)
+        if outcome is None:
             observation.outcome = "not_kap"
             return json_response(NO_CARDS)
-        data = await gather(
-            call.request,
-            settings,
-            service=descriptor,
-            context=call.context,
-            client=http_client,
-            offload=slot.run,
+        _count_fallbacks(metrics, descriptor, outcome.call, outcome.data)
+        runtime.card_rules.remember(outcome.evaluation)
+        for fired in outcome.evaluation.fired:
+            metrics.card_event(fired.rule_id, "fired")
+        return json_response(outcome.body)
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The prefetch lacks keys that must be read from the EHR's FHIR server first."""
+
+    call: ParsedCall
+    results: dict[str, KeyResult]
+    absent: list[PrefetchKey]
+
+
+@dataclass(frozen=True)
+class Decided:
+    call: ParsedCall
+    data: PatientData
+    evaluation: Evaluation
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The CPU-bound part of one call, run in the work pool in as few hops as it can: from the
+    body (or the parsed call) to cards that are in the audit trail. One hop for a call whose
+    prefetch has everything; two when keys must be read from the EHR in between."""
+
+    descriptor: ServiceDescriptor
+    evaluator: RulesetEvaluator
+    audit: AuditSink
+    settings: Settings
+    now: datetime
+    started: float
+    base_url: str
+    caller: AuditCaller | None
+    abandoned: threading.Event
+
+    @paused_gc
+    def of_body(self, body: bytes) -> Reads | Decided | None:
+        """None: not a KAP order or visit (no cards, nothing to record)."""
+        call = parse_call(body, self.descriptor.hook)
+        if is_not_kap(self.evaluator, self.descriptor.hook, call.context):
+            return None
+        return self._of_call(call)
+
+    @paused_gc
+    def of_call(self, call: ParsedCall) -> Reads | Decided:
+        return self._of_call(call)
+
+    @paused_gc
+    def of_data(self, call: ParsedCall, results: dict[str, KeyResult]) -> Decided:
+        return self._decide(call, results)
+
+    def _of_call(self, call: ParsedCall) -> Reads | Decided:
+        results = from_prefetch(call.request, self.descriptor)
+        absent = absent_keys(self.descriptor, results)
+        known = without_reads(absent, call.request, self.settings)
+        if known is None:
+            return Reads(call, results, absent)
+        return self._decide(call, results | known)
+
+    def _decide(self, call: ParsedCall, results: dict[str, KeyResult]) -> Decided:
+        data = assemble(call.request, self.descriptor, call.context, results)
+        evaluation = self.evaluator.evaluate(
+            service_id=self.descriptor.id, context=call.context, data=data, now=self.now
         )
-        _count_fallbacks(metrics, descriptor, call, data)
-        evaluation = await slot.run(
-            evaluator.evaluate,
-            service_id=descriptor.id,
-            context=call.context,
-            data=data,
-            now=now,
-        )
-        base_url = settings.public_base_url or str(request.base_url)
-        body = await slot.run(_cards_body, evaluation, base_url)
-        latency_ms = (perf_counter() - started) * 1000
-        # In the pool too: the record is synced to disk (or written to the database) before we
-        # answer, and sealing the archived inputs is blocking work. Raises AuditUnavailable (503)
-        # when it cannot be kept: no answer for a decision that is not in the audit trail.
-        await slot.run(
-            audit.record_evaluation,
-            service_id=descriptor.id,
-            hook=descriptor.hook,
+        body = _cards_body(evaluation, self.base_url)
+        if self.abandoned.is_set():  # past the deadline: answered 503, so nothing to record
+            raise Abandoned
+        # Synced to disk (or written to the database) before we answer. Raises
+        # AuditUnavailable (503) when it cannot be kept: no answer for a decision that is not
+        # in the audit trail.
+        self.audit.record_evaluation(
+            service_id=self.descriptor.id,
+            hook=self.descriptor.hook,
             hook_instance=call.request.hookInstance,
             patient_id=_patient_id(call),
             data=data,
             evaluation=evaluation,
-            latency_ms=latency_ms,
-            caller=authenticated_client(request),
+            latency_ms=(perf_counter() - self.started) * 1000,
+            caller=self.caller,
             user_id=_user_id(call),
             # Kept only when the site turned the encrypted input archive on (for replay).
             inputs=ArchivedInputs(
-                descriptor.id,
+                self.descriptor.id,
                 call.context,
                 data.resources,
                 {key: outcome.value for key, outcome in data.outcomes.items()},
-                now,
+                self.now,
             ),
         )
-        runtime.card_rules.remember(evaluation)
-        for fired in evaluation.fired:
-            metrics.card_event(fired.rule_id, "fired")
-        return json_response(body)
-
-
-async def _parse(slot: Slot, body: bytes, hook: str) -> ParsedCall:
-    # Most calls are small orders that are not KAP: parsing them here costs less than the hop
-    # to a thread. A large body is parsed in the pool, off the event loop.
-    if len(body) <= INLINE_PARSE_BYTES:
-        return parse_call(body, hook)
-    return await slot.run(parse_call, body, hook)
+        return Decided(call, data, evaluation, body)
 
 
 def _count_fallbacks(
