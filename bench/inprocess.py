@@ -183,12 +183,18 @@ def _evaluate_breakdown(
     ``RuleEvaluator.evaluate`` does; reports the error instead if those parts have moved."""
     try:
         from cds.cards.actions import ActionContext
-        from cds.cards.render import build_cards
+        from cds.cards.render import CardContext, build_cards
 
         facts = evaluator.facts_for(SERVICE_ID, context, data, now)
         engine_name = HOOK.replace("-", "_")
         matches = evaluator.engine.run(engine_name, facts)
-        action_ctx = ActionContext(patient_id=str(context.get("patientId", "")), t0=now)
+        action_ctx = CardContext(
+            actions=ActionContext(patient_id=str(context.get("patientId", "")), t0=now),
+            drug="ketamine",
+            now=now,
+            tz=evaluator.tz,
+            near=True,
+        )
         return {
             "facts": summarize(
                 time_sync(lambda: evaluator.facts_for(SERVICE_ID, context, data, now), budget)
@@ -218,13 +224,13 @@ def measure_builders(request: Json, evaluator: RuleEvaluator, budget: Budget) ->
         data = asyncio.run(gather(call.request, Settings(_env_file=None), context=call.context))
         now = datetime.now(UTC)
         plan = find_plan(
-            evaluator._context(HOOK, call.context, data, now, None), evaluator.drugs, now
+            evaluator._context(HOOK, call.context, data, now, None, now), evaluator.drugs, now
         )
         if plan is None:
             return {"error": "no KAP plan for this request"}
 
         def run(builder: Any) -> object:
-            return builder(evaluator._context(HOOK, call.context, data, plan.t0, plan))
+            return builder(evaluator._context(HOOK, call.context, data, plan.t0, plan, now))
 
         return {
             name: get_cpu(time_sync(partial(run, builder), budget)) for name, builder in BUILDERS

@@ -22,7 +22,6 @@ from cds.api.deps import (
     SettingsDep,
     WorkDep,
 )
-from cds.api.metrics import Metrics
 from cds.api.work import Abandoned, paused_gc
 from cds.audit.archive import ArchivedInputs
 from cds.cards.links import with_source_urls
@@ -126,7 +125,8 @@ async def call_service(
         if outcome is None:
             observation.outcome = "not_kap"
             return json_response(NO_CARDS)
-        _count_fallbacks(metrics, descriptor, outcome.call, outcome.data)
+        for key, key_outcome in outcome.fallbacks:
+            metrics.fhir_fallback(key, key_outcome)
         runtime.card_rules.remember(outcome.evaluation)
         for fired in outcome.evaluation.fired:
             metrics.card_event(fired.rule_id, "fired")
@@ -144,10 +144,12 @@ class Reads:
 
 @dataclass(frozen=True)
 class Decided:
-    call: ParsedCall
-    data: PatientData
+    """What the event loop needs of a decision: the answer and what the metrics count. Not the
+    request or its data: those die with the step, so the collector never sees them."""
+
     evaluation: Evaluation
     body: bytes
+    fallbacks: list[tuple[str, str]]  # (prefetch key, outcome) of keys read from the EHR
 
 
 @dataclass(frozen=True)
@@ -220,18 +222,21 @@ class Decision:
                 self.now,
             ),
         )
-        return Decided(call, data, evaluation, body)
+        return Decided(evaluation, body, _fallbacks(self.descriptor, call, data))
 
 
-def _count_fallbacks(
-    metrics: Metrics, descriptor: ServiceDescriptor, call: ParsedCall, data: PatientData
-) -> None:
+def _fallbacks(
+    descriptor: ServiceDescriptor, call: ParsedCall, data: PatientData
+) -> list[tuple[str, str]]:
+    """The keys the prefetch lacked, with how reading them from the EHR went."""
     if not call.request.fhirServer:
-        return
+        return []
     sent = call.request.prefetch or {}
-    for key in descriptor.prefetch:
-        if key.name not in sent:
-            metrics.fhir_fallback(key.name, data.outcomes[key.name].value)
+    return [
+        (key.name, data.outcomes[key.name].value)
+        for key in descriptor.prefetch
+        if key.name not in sent
+    ]
 
 
 def _cards_body(evaluation: Evaluation, base_url: str) -> bytes:
