@@ -81,6 +81,7 @@ def create_app(
             threads=settings.evaluation_threads,
             max_in_flight=settings.max_concurrent_calls,
             retry_after_seconds=settings.retry_after_seconds,
+            large_call_bytes=settings.large_call_bytes,
         ),
         evaluator=evaluator,
         audit=audit,

@@ -78,8 +78,17 @@ class Abandoned(Exception):
 
 
 class WorkPool:
-    def __init__(self, *, threads: int, max_in_flight: int, retry_after_seconds: int) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int,
+        max_in_flight: int,
+        retry_after_seconds: int,
+        large_call_bytes: int = 1_000_000,
+    ) -> None:
         self._threads = threads
+        self.large_call_bytes = large_call_bytes
+        self._large_turn = threading.Lock()
         self._closed = False
         self.executor = self._new_executor()
         self.max_in_flight = max_in_flight
@@ -106,6 +115,17 @@ class WorkPool:
             yield slot
         finally:
             slot._drop()
+
+    @contextmanager
+    def turn_for(self, body_bytes: int) -> Iterator[None]:
+        """For a step about to parse a body above ``large_call_bytes``: wait until no other
+        such step runs in this process (a thread of the pool waits; the event loop does not).
+        Memory grows with the charts being evaluated at once, not with their number."""
+        if body_bytes <= self.large_call_bytes:
+            yield
+            return
+        with self._large_turn:
+            yield
 
     def _release(self) -> None:
         with self._lock:

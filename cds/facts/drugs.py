@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from cds.facts.fhir import Resource, codings, concept_text, reference_id
@@ -49,12 +50,9 @@ class KapDrugs:
     esketamine: ValueSet
 
     def classify_concept(self, concept: Any) -> str | None:
-        coded = list(codings(concept))
+        coded = tuple(codings(concept))
         text = " ".join(filter(None, [concept_text(concept), *(c[2] or "" for c in coded)]))
-        for name, vs in (("esketamine", self.esketamine), ("ketamine", self.ketamine)):
-            if any(vs.matches_coding(s, c) for s, c, _d in coded) or vs.matches_text(text):
-                return name
-        return None
+        return _classify(self.esketamine, self.ketamine, tuple((s, c) for s, c, _ in coded), text)
 
     def classify(self, record: Resource, medications: dict[str, Resource]) -> str | None:
         """ketamine / esketamine / None for a MedicationRequest, -Statement or -Administration."""
@@ -79,6 +77,17 @@ class KapDrugs:
                 if found:
                     return found
         return None
+
+
+@lru_cache(maxsize=16_384)
+def _classify(
+    esketamine: ValueSet, ketamine: ValueSet, coded: tuple[tuple[Any, Any], ...], text: str
+) -> str | None:
+    """Remembered: a chart names the same few medications and procedures again and again."""
+    for name, vs in (("esketamine", esketamine), ("ketamine", ketamine)):
+        if any(vs.matches_coding(s, c) for s, c in coded) or vs.matches_text(text):
+            return name
+    return None
 
 
 def _resolve_medication(

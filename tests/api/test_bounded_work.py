@@ -15,6 +15,7 @@ import pytest
 from api_fakes import FIXED_NOW, FakeAudit, FakeEvaluator
 from fastapi.testclient import TestClient
 
+from cds.api.work import WorkPool
 from cds.app import create_app
 from cds.config import Settings
 from cds.pipeline_types import Evaluation, PatientData
@@ -124,3 +125,33 @@ def _eventually_ok(client: TestClient, body: dict[str, Any]) -> bool:
             return True
         threading.Event().wait(0.05)
     return False
+
+
+def test_large_calls_take_turns_and_small_ones_do_not_wait() -> None:
+    pool = WorkPool(threads=3, max_in_flight=8, retry_after_seconds=1, large_call_bytes=1_000)
+    first_inside, release, second_inside = threading.Event(), threading.Event(), threading.Event()
+
+    def large(entered: threading.Event, hold: threading.Event | None) -> None:
+        with pool.turn_for(5_000):
+            entered.set()
+            if hold is not None:
+                assert hold.wait(timeout=30)
+
+    both_small = threading.Barrier(2, timeout=30)
+
+    def small() -> None:
+        with pool.turn_for(500):
+            both_small.wait()  # fails unless both are inside at once
+
+    with ThreadPoolExecutor(4) as threads:
+        first = threads.submit(large, first_inside, release)
+        assert first_inside.wait(timeout=30)
+        second = threads.submit(large, second_inside, None)
+        assert not second_inside.wait(timeout=0.2)  # waits for the first large call
+        for done in [threads.submit(small) for _ in range(2)]:
+            done.result(timeout=30)  # while one large call runs and the other waits its turn
+        assert not second_inside.is_set()
+        release.set()
+        first.result(timeout=30)
+        second.result(timeout=30)
+    assert second_inside.is_set()

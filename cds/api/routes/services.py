@@ -12,17 +12,10 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from cds.api.deps import (
-    AuditDep,
-    ClockDep,
-    EvaluatorDep,
-    HttpClientDep,
-    MetricsDep,
     RulesetEvaluator,
     RuntimeDep,
-    SettingsDep,
-    WorkDep,
 )
-from cds.api.work import Abandoned, paused_gc
+from cds.api.work import Abandoned, WorkPool, paused_gc
 from cds.audit.archive import ArchivedInputs
 from cds.cards.links import with_source_urls
 from cds.config import Settings
@@ -78,33 +71,24 @@ def is_not_kap(evaluator: RulesetEvaluator, hook: str, context: dict[str, Any]) 
         }
     },
 )
-async def call_service(
-    service_id: str,
-    request: Request,
-    settings: SettingsDep,
-    evaluator: EvaluatorDep,
-    audit: AuditDep,
-    clock: ClockDep,
-    metrics: MetricsDep,
-    http_client: HttpClientDep,
-    work: WorkDep,
-    runtime: RuntimeDep,
-) -> Response:
+async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -> Response:
     """Evaluate the KAP rules for one hook call."""
-    started, now = perf_counter(), clock()
+    started, now = perf_counter(), runtime.clock()
+    settings, evaluator, metrics = runtime.settings, runtime.live_evaluator, runtime.metrics
     descriptor = service(service_id)
     outcome: Reads | Decided | None
-    with metrics.track(descriptor.id) as observation, work.admit() as slot:
+    with metrics.track(descriptor.id) as observation, runtime.work.admit() as slot:
         decision = Decision(
             descriptor,
             evaluator,
-            audit,
+            runtime.live_audit,
             settings,
             now,
             started,
             base_url=settings.public_base_url or str(request.base_url),
             caller=authenticated_client(request),
             abandoned=slot.abandoned,
+            work=runtime.work,
         )
         body = await request.body()
         if len(body) <= INLINE_PARSE_BYTES:
@@ -119,7 +103,11 @@ async def call_service(
             outcome = await slot.run(decision.of_body, body)
         if isinstance(outcome, Reads):  # keys the prefetch lacks: read from the EHR (async)
             fetched = await fetch_absent(
-                outcome.absent, outcome.call.request, outcome.call.context, settings, http_client
+                outcome.absent,
+                outcome.call.request,
+                outcome.call.context,
+                settings,
+                runtime.http_client,
             )
             outcome = await slot.run(decision.of_data, outcome.call, outcome.results | fetched)
         if outcome is None:
@@ -167,14 +155,18 @@ class Decision:
     base_url: str
     caller: AuditCaller | None
     abandoned: threading.Event
+    work: WorkPool
 
     @paused_gc
     def of_body(self, body: bytes) -> Reads | Decided | None:
         """None: not a KAP order or visit (no cards, nothing to record)."""
-        call = parse_call(body, self.descriptor.hook)
-        if is_not_kap(self.evaluator, self.descriptor.hook, call.context):
-            return None
-        return self._of_call(call)
+        with self.work.turn_for(len(body)):
+            if self.abandoned.is_set():  # the deadline passed while this call waited its turn
+                raise Abandoned
+            call = parse_call(body, self.descriptor.hook)
+            if is_not_kap(self.evaluator, self.descriptor.hook, call.context):
+                return None
+            return self._of_call(call)
 
     @paused_gc
     def of_call(self, call: ParsedCall) -> Reads | Decided:
