@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     # Calls whose body is larger are evaluated one at a time per process: a 5,000-resource chart
     # is ~40 MB of Python objects while it is evaluated, and the interpreter runs one thread at
     # a time anyway, so taking turns costs no throughput and bounds a worker's memory.
-    large_call_bytes: int = Field(default=1_000_000, ge=65_536)
+    large_call_bytes: int = Field(default=500_000, ge=65_536)
     # CDS calls in progress per process; beyond it 503 + Retry-After at once.
     max_concurrent_calls: int = Field(default=16, ge=1)
     retry_after_seconds: int = Field(default=2, ge=1)

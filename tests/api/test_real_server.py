@@ -3,6 +3,7 @@ real HTTP round trip; plus the refusal to run open on a non-loopback address."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from live_server import live_server
 
-from cds.api.server import check_bind, is_loopback
+from cds.api.server import cap_malloc_arenas, check_bind, is_loopback
 from cds.config import Settings, TrustedIssuer
 
 
@@ -94,3 +95,14 @@ def test_serve_with_a_bad_rule_set_is_one_line_not_a_traceback(tmp_path: Path) -
     [line] = done.stderr.splitlines()
     assert line.startswith("kap-cds: rule set rejected: ")
     assert "policy.yaml" in line
+
+
+def test_workers_start_with_few_malloc_arenas_unless_the_site_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    cap_malloc_arenas()
+    assert os.environ["MALLOC_ARENA_MAX"] == "2"  # what spawned workers inherit
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    cap_malloc_arenas()
+    assert os.environ["MALLOC_ARENA_MAX"] == "4"
