@@ -58,8 +58,8 @@ def _large(fragment: bytes) -> bytes:
 
 def test_a_large_body_parses_to_what_orjson_gives() -> None:
     body = _large(
-        b'[1, -2.5, 1e3, true, null, "caf\\u00e9 \\ud83d\\ude00", 18446744073709551616,'
-        b' 18446744073709551615, {"a": 1, "a": 2}]'
+        b'[1, -2.5, 1e3, true, null, "caf\\u00e9 \\ud83d\\ude00", 18446744073709551615,'
+        b' {"a": 1, "a": 2}]'
     )
     assert jsonload.loads(body) == orjson.loads(body)
     assert gc.isenabled()

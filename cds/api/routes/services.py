@@ -37,7 +37,10 @@ from cds.security.auth import authenticated_client
 router = APIRouter(tags=["services"])
 
 NO_CARDS = b'{"cards":[]}'
-INLINE_PARSE_BYTES = 64 * 1024
+# Up to this size a body is parsed on the event loop (~0.4 ms for 160 KB, a 200-resource
+# prefetch): a non-KAP order then costs no hop to a thread at all. Larger ones are parsed in
+# the pool, where a 10 MB body cannot stall every other request.
+INLINE_PARSE_BYTES = 256 * 1024
 ERRORS_DOC: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed or invalid request (OperationOutcome names the field)"},
     404: {"description": "Unknown service id"},
@@ -92,8 +95,7 @@ async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -
         )
         body = await request.body()
         if len(body) <= INLINE_PARSE_BYTES:
-            # Most calls are small orders that are not KAP: parsing them here costs less than
-            # the hop to a thread. Everything else runs in the pool, off the event loop.
+            # Most calls are orders that are not KAP: answered without leaving the event loop.
             call = parse_call(body, descriptor.hook)
             if is_not_kap(evaluator, descriptor.hook, call.context):
                 observation.outcome = "not_kap"
