@@ -11,10 +11,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from cds.api.deps import (
-    RulesetEvaluator,
-    RuntimeDep,
-)
+from cds.api.deps import RulesetEvaluator, runtime_of
 from cds.api.work import Abandoned, WorkPool, paused_gc
 from cds.audit.archive import ArchivedInputs
 from cds.cards.links import with_source_urls
@@ -74,8 +71,9 @@ def is_not_kap(evaluator: RulesetEvaluator, hook: str, context: dict[str, Any]) 
         }
     },
 )
-async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -> Response:
+async def call_service(service_id: str, request: Request) -> Response:
     """Evaluate the KAP rules for one hook call."""
+    runtime = runtime_of(request)
     started, now = perf_counter(), runtime.clock()
     settings, evaluator, metrics = runtime.settings, runtime.live_evaluator, runtime.metrics
     descriptor = service(service_id)
