@@ -19,13 +19,14 @@ orjson reads a float; the engine and the audit trail take both.)
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import re
 from typing import Any
 
 import orjson
+
+from cds.gcpause import GC_PAUSE
 
 LEAN_ABOVE_BYTES = 2_000_000
 
@@ -36,18 +37,11 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 def loads(body: bytes | bytearray | memoryview | str) -> Any:
     """Parse JSON with the cyclic GC paused; raises ``orjson.JSONDecodeError`` on bad input."""
-    paused = gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
+    # The shared pause: another thread's pause (a call being evaluated) outlasts this one.
+    with GC_PAUSE:
         if len(body) > LEAN_ABOVE_BYTES and not isinstance(body, str):
             return _lean_loads(bytes(body))
         return orjson.loads(body)
-    finally:
-        # Only the caller that paused it resumes it (another thread may be parsing too, or a
-        # test may have disabled the collector on purpose).
-        if paused:
-            gc.enable()
 
 
 def _lean_loads(body: bytes) -> Any:

@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from cds.api.deps import RulesetEvaluator, runtime_of
-from cds.api.work import Abandoned, WorkPool, paused_gc
+from cds.api.work import Abandoned, WorkPool
 from cds.audit.archive import ArchivedInputs
 from cds.cards.links import with_source_urls
 from cds.config import Settings
@@ -25,6 +25,7 @@ from cds.fhir.gather import (
     from_prefetch,
     without_reads,
 )
+from cds.gcpause import paused_gc
 from cds.hooks.cards import CardsResponse
 from cds.hooks.models import ParsedCall, parse_call
 from cds.hooks.registry import PrefetchKey, ServiceDescriptor, service
