@@ -86,27 +86,12 @@ async def get_audit(request: Request) -> AuditSink:
     return runtime_of(request).live_audit
 
 
-async def get_clock(request: Request) -> Clock:
-    return runtime_of(request).clock
-
-
 async def get_metrics(request: Request) -> Metrics:
     return runtime_of(request).metrics
-
-
-async def get_work(request: Request) -> WorkPool:
-    return runtime_of(request).work
-
-
-async def get_http_client(request: Request) -> httpx.AsyncClient | None:
-    return runtime_of(request).http_client
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EvaluatorDep = Annotated[RulesetEvaluator, Depends(get_evaluator)]
 AuditDep = Annotated[AuditSink, Depends(get_audit)]
-ClockDep = Annotated[Clock, Depends(get_clock)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-WorkDep = Annotated[WorkPool, Depends(get_work)]
-HttpClientDep = Annotated[httpx.AsyncClient | None, Depends(get_http_client)]

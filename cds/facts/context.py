@@ -67,8 +67,9 @@ class FactContext:
     # Fact types no rule of this hook negates ("none:"): a fact of such a type can only make a
     # rule fire, never stop one, so its resource is validated once a rule has matched it.
     deferrable: frozenset[str] = frozenset()
-    # Resources behind facts built before validation (``valid_once_matched``), by reference.
-    pending: dict[str, Resource] = field(default_factory=dict)
+    # Resources behind facts built before validation (``valid_once_matched``), by reference
+    # (several when they share one: resources without an id).
+    pending: dict[str, list[Resource]] = field(default_factory=dict)
     # A pending resource turned out invalid: its facts are in this evaluation's facts.
     rejected_late: bool = False
     _reported: set[int] = field(default_factory=set)
@@ -107,13 +108,15 @@ class FactContext:
         diagnoses hundreds of times; most never match a rule and cost no validation."""
         if fact_type not in self.deferrable or self.data_index.validated(resource):
             return self.valid(resource)
-        self.pending[ref(resource)] = resource
+        self.pending.setdefault(ref(resource), []).append(resource)
         return True
 
     def confirm(self, resource_ref: str) -> bool:
-        """Validate a pending resource now (a rule matched one of its facts): whether valid."""
-        resource = self.pending.pop(resource_ref, None)
-        if resource is None or self.valid(resource):
+        """Validate the pending resources of a reference now (a rule matched a fact built from
+        one of them): whether all are valid. Facts do not say which of several resources
+        sharing a reference they came from, so all are validated."""
+        results = [self.valid(r) for r in self.pending.pop(resource_ref, ())]
+        if all(results):
             return True
         self.rejected_late = True
         return False

@@ -116,3 +116,16 @@ def test_deferred_and_eager_validation_fire_the_same_rules(evaluator: RuleEvalua
     assert validations < eager_validations  # the hypertension copies cost nothing deferred
     assert fired(deferred) == fired(eager)
     assert data_gap_keys(deferred) == {"Condition/ps-1"}
+
+
+def test_resources_without_an_id_are_each_validated_when_one_matches(
+    evaluator: RuleEvaluator,
+) -> None:
+    # Both read as "Condition/?": the fact cannot say which one it came from.
+    invalid = condition("x", SCHIZOPHRENIA, note="not a list of annotations")
+    valid = condition("y", SCHIZOPHRENIA)
+    del invalid["id"], valid["id"]
+    evaluation, validations = run(evaluator, request_with(invalid, valid))
+    assert validations >= 2
+    assert "KAP-CI-005" in fired(evaluation)  # from the valid one
+    assert "Condition/?" in data_gap_keys(evaluation)
