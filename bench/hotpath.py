@@ -107,7 +107,8 @@ async def _profile_async(
     bodies = [orjson.dumps(r) for r in requests]
     profiler = cProfile.Profile()
     async with app.router.lifespan_context(app):
-        app.state.runtime.work.executor = InlineExecutor()
+        work = app.state.runtime.work
+        work.executor = work.large_executor = InlineExecutor()
         status, _ = await call_app(app, bodies[-1])  # warm-up
         if status != 200:
             raise RuntimeError(f"profiled request answered {status}")

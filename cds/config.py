@@ -120,9 +120,10 @@ class Settings(BaseSettings):
     request_timeout_seconds: float = 10.0
     # Threads that parse, gather and evaluate (the event loop only moves bytes).
     evaluation_threads: int = Field(default=4, ge=1, le=64)
-    # Calls whose body is larger are evaluated one at a time per process: a 5,000-resource chart
-    # is ~40 MB of Python objects while it is evaluated, and the interpreter runs one thread at
-    # a time anyway, so taking turns costs no throughput and bounds a worker's memory.
+    # Calls whose body is larger are evaluated one at a time per process, in a thread of their
+    # own: a 5,000-resource chart is ~40 MB of Python objects while it is evaluated, and the
+    # interpreter runs one thread at a time anyway, so taking turns costs no throughput and
+    # bounds a worker's memory (cds.api.work.WorkPool).
     large_call_bytes: int = Field(default=500_000, ge=65_536)
     # CDS calls in progress per process; beyond it 503 + Retry-After at once.
     max_concurrent_calls: int = Field(default=16, ge=1)

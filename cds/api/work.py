@@ -59,8 +59,15 @@ class Slot:
 
     async def run(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``func(*args, **kwargs)`` in the pool; awaiting it can be cancelled (the deadline)."""
+        return await self._run(self._pool.executor.submit(func, *args, **kwargs))
+
+    async def run_alone(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``run`` for a large call: in the pool's one thread for large calls, after the large
+        calls before it (see ``WorkPool``). Waiting there holds none of the other threads."""
+        return await self._run(self._pool.large_executor.submit(func, *args, **kwargs))
+
+    async def _run(self, future: Future[T]) -> T:
         self._hold()
-        future: Future[T] = self._pool.executor.submit(func, *args, **kwargs)
         # Runs when the step finishes, or at once when it is cancelled before it started.
         future.add_done_callback(lambda _: self._drop())
         try:
@@ -75,6 +82,15 @@ class Abandoned(Exception):
 
 
 class WorkPool:
+    """The evaluation threads and the admission limit of one process.
+
+    Calls whose body is above ``large_call_bytes`` run one after another in a thread of their
+    own: a 5,000-resource chart is ~40 MB of Python objects while it is evaluated, so memory
+    grows with the large charts evaluated at once, and the interpreter runs one thread at a
+    time anyway, so taking turns costs no throughput. Queued there, a large call holds none of
+    the threads that the smaller calls use.
+    """
+
     def __init__(
         self,
         *,
@@ -85,9 +101,8 @@ class WorkPool:
     ) -> None:
         self._threads = threads
         self.large_call_bytes = large_call_bytes
-        self._large_turn = threading.Lock()
         self._closed = False
-        self.executor = self._new_executor()
+        self.executor, self.large_executor = self._new_executors()
         self.max_in_flight = max_in_flight
         self.retry_after_seconds = retry_after_seconds
         self._in_flight = 0
@@ -113,32 +128,28 @@ class WorkPool:
         finally:
             slot._drop()
 
-    @contextmanager
-    def turn_for(self, body_bytes: int) -> Iterator[None]:
-        """For a step about to parse a body above ``large_call_bytes``: wait until no other
-        such step runs in this process (a thread of the pool waits; the event loop does not).
-        Memory grows with the charts being evaluated at once, not with their number."""
-        if body_bytes <= self.large_call_bytes:
-            yield
-            return
-        with self._large_turn:
-            yield
+    def is_large(self, body_bytes: int) -> bool:
+        return body_bytes > self.large_call_bytes
 
     def _release(self) -> None:
         with self._lock:
             self._in_flight -= 1
 
-    def _new_executor(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="kap-eval")
+    def _new_executors(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
+        return (
+            ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="kap-eval"),
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="kap-eval-large"),
+        )
 
     def open(self) -> None:
         """At app start-up: a pool closed by an earlier lifespan of the same app (test clients
         start and stop an app several times) gets fresh threads."""
         if self._closed:
-            self.executor = self._new_executor()
+            self.executor, self.large_executor = self._new_executors()
             self._closed = False
 
     def close(self) -> None:
         # Running steps finish on their own; nobody waits for their results any more.
         self._closed = True
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        for executor in (self.executor, self.large_executor):
+            executor.shutdown(wait=False, cancel_futures=True)

@@ -4,6 +4,7 @@ until the test lets it go, so nothing here depends on how fast the machine is.""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -127,31 +128,33 @@ def _eventually_ok(client: TestClient, body: dict[str, Any]) -> bool:
     return False
 
 
-def test_large_calls_take_turns_and_small_ones_do_not_wait() -> None:
-    pool = WorkPool(threads=3, max_in_flight=8, retry_after_seconds=1, large_call_bytes=1_000)
+def test_large_calls_run_one_at_a_time_and_small_ones_do_not_wait_for_them() -> None:
+    pool = WorkPool(threads=2, max_in_flight=8, retry_after_seconds=1, large_call_bytes=1_000)
     first_inside, release, second_inside = threading.Event(), threading.Event(), threading.Event()
 
-    def large(entered: threading.Event, hold: threading.Event | None) -> None:
-        with pool.turn_for(5_000):
-            entered.set()
-            if hold is not None:
-                assert hold.wait(timeout=30)
+    def first_large() -> str:
+        first_inside.set()
+        assert release.wait(timeout=30)
+        return "first"
 
-    both_small = threading.Barrier(2, timeout=30)
+    def second_large() -> str:
+        second_inside.set()
+        return "second"
 
-    def small() -> None:
-        with pool.turn_for(500):
-            both_small.wait()  # fails unless both are inside at once
+    async def calls() -> None:
+        with pool.admit() as one, pool.admit() as two, pool.admit() as three:
+            first = asyncio.create_task(one.run_alone(first_large))
+            assert await asyncio.to_thread(first_inside.wait, 30)
+            second = asyncio.create_task(two.run_alone(second_large))
+            # While one large call runs and the next waits its turn, a small one is answered.
+            assert await three.run(lambda: "small") == "small"
+            assert not second_inside.is_set()
+            release.set()
+            assert (await first, await second) == ("first", "second")
 
-    with ThreadPoolExecutor(4) as threads:
-        first = threads.submit(large, first_inside, release)
-        assert first_inside.wait(timeout=30)
-        second = threads.submit(large, second_inside, None)
-        assert not second_inside.wait(timeout=0.2)  # waits for the first large call
-        for done in [threads.submit(small) for _ in range(2)]:
-            done.result(timeout=30)  # while one large call runs and the other waits its turn
-        assert not second_inside.is_set()
+    assert pool.is_large(5_000) and not pool.is_large(500)
+    try:
+        asyncio.run(calls())
+    finally:
         release.set()
-        first.result(timeout=30)
-        second.result(timeout=30)
-    assert second_inside.is_set()
+        pool.close()

@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from cds.api.deps import RulesetEvaluator, runtime_of
-from cds.api.work import Abandoned, WorkPool
+from cds.api.work import Abandoned
 from cds.audit.archive import ArchivedInputs
 from cds.cards.links import with_source_urls
 from cds.config import Settings
@@ -90,7 +90,6 @@ async def call_service(service_id: str, request: Request) -> Response:
             base_url=settings.public_base_url or str(request.base_url),
             caller=authenticated_client(request),
             abandoned=slot.abandoned,
-            work=runtime.work,
         )
         body = await request.body()
         if len(body) <= INLINE_PARSE_BYTES:
@@ -100,6 +99,8 @@ async def call_service(service_id: str, request: Request) -> Response:
                 observation.outcome = "not_kap"
                 return json_response(NO_CARDS)
             outcome = await slot.run(decision.of_call, call)
+        elif runtime.work.is_large(len(body)):
+            outcome = await slot.run_alone(decision.of_body, body)
         else:
             outcome = await slot.run(decision.of_body, body)
         if isinstance(outcome, Reads):  # keys the prefetch lacks: read from the EHR (async)
@@ -156,18 +157,14 @@ class Decision:
     base_url: str
     caller: AuditCaller | None
     abandoned: threading.Event
-    work: WorkPool
 
     @paused_gc
     def of_body(self, body: bytes) -> Reads | Decided | None:
         """None: not a KAP order or visit (no cards, nothing to record)."""
-        with self.work.turn_for(len(body)):
-            if self.abandoned.is_set():  # the deadline passed while this call waited its turn
-                raise Abandoned
-            call = parse_call(body, self.descriptor.hook)
-            if is_not_kap(self.evaluator, self.descriptor.hook, call.context):
-                return None
-            return self._of_call(call)
+        call = parse_call(body, self.descriptor.hook)
+        if is_not_kap(self.evaluator, self.descriptor.hook, call.context):
+            return None
+        return self._of_call(call)
 
     @paused_gc
     def of_call(self, call: ParsedCall) -> Reads | Decided:
