@@ -12,6 +12,8 @@ import cProfile
 import io
 import logging
 import pstats
+import re
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -161,7 +163,11 @@ def _listing(stats: pstats.Stats, calls: int) -> str:
     buffer.write(f"cProfile of {calls} calls through the ASGI app\n\n")
     stats.sort_stats("tottime").print_stats(40)
     stats.sort_stats("cumulative").print_stats(60)
-    return buffer.getvalue()
+    return _MACHINE_PATH.sub(lambda m: _short(m.group(0)), buffer.getvalue())
+
+
+# A file path as pstats prints it, up to the ":<line>(" that follows.
+_MACHINE_PATH = re.compile(r"/\S+?(?=:\d+\()")
 
 
 def _top(
@@ -188,7 +194,12 @@ def _top(
 
 
 def _short(filename: str) -> str:
-    for marker in ("/site-packages/", f"{REPO_ROOT}/"):
+    """A path without this machine's directories: site-packages, the repository, the stdlib."""
+    for marker, prefix in (
+        ("/site-packages/", ""),
+        (f"{REPO_ROOT}/", ""),
+        (f"{sysconfig.get_paths()['stdlib']}/", "stdlib/"),
+    ):
         if marker in filename:
-            return filename.split(marker, 1)[1]
+            return prefix + filename.split(marker, 1)[1]
     return filename

@@ -59,7 +59,7 @@ async def gather(
     context = request.context if context is None else context
     results = from_prefetch(request, service)
     absent = absent_keys(service, results)
-    results |= await _fetch_absent(absent, request, context, settings, client)
+    results |= await fetch_absent(absent, request, context, settings, client)
     return assemble(request, service, context, results)
 
 
@@ -83,17 +83,6 @@ def without_reads(
     if not keys or request.fhirServer is None or not may_contact(request.fhirServer, settings):
         return _unreadable(keys, request)
     return None
-
-
-async def fetch_absent(
-    keys: list[PrefetchKey],
-    request: CdsRequest,
-    context: Json,
-    settings: Settings,
-    client: httpx.AsyncClient | None,
-) -> dict[str, KeyResult]:
-    """Read the absent keys from the EHR's FHIR server (the fallback, CDS Hooks 2.0)."""
-    return await _fetch_absent(keys, request, context, settings, client)
 
 
 def assemble(
@@ -159,13 +148,15 @@ def _require(service: ServiceDescriptor, results: dict[str, KeyResult]) -> None:
         raise DataUnavailable(f"required data unavailable ({reasons})", missing=missing)
 
 
-async def _fetch_absent(
+async def fetch_absent(
     keys: list[PrefetchKey],
     request: CdsRequest,
     context: Json,
     settings: Settings,
     client: httpx.AsyncClient | None,
 ) -> dict[str, KeyResult]:
+    """The absent keys read from the EHR's FHIR server (the fallback, CDS Hooks 2.0), or their
+    outcome without a read when there is no server we may contact."""
     known, server = without_reads(keys, request, settings), request.fhirServer
     if known is not None or server is None:
         return known or {}
