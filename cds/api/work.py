@@ -97,7 +97,7 @@ class WorkPool:
         threads: int,
         max_in_flight: int,
         retry_after_seconds: int,
-        large_call_bytes: int = 500_000,
+        large_call_bytes: int,
     ) -> None:
         self._threads = threads
         self.large_call_bytes = large_call_bytes

@@ -130,7 +130,7 @@ class DurableEngine:
             return self._run_locked(ruleset, ordered)
 
     def _order(self, ruleset: str, facts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        negated = self._negated_first.get(ruleset, frozenset())
+        negated = self.negated_types(ruleset)
         clean = [{k: v for k, v in f.items() if v is not None} for f in facts]
         first = [f for f in clean if f["t"] in negated]
         return first + [f for f in clean if f["t"] not in negated] + [dict(_END_FACT)]
